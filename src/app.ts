@@ -1,0 +1,81 @@
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { Scalar } from "@scalar/hono-api-reference";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import { DomainError } from "./domain/errors.ts";
+import { couponsRoutes } from "./http/coupons.ts";
+import { healthRoutes } from "./http/health.ts";
+import { ordersRoutes } from "./http/orders.ts";
+import { problemOf, problemResponse } from "./http/problem.ts";
+import { productsRoutes } from "./http/products.ts";
+import type { AppDeps } from "./http/router.ts";
+import { usersRoutes } from "./http/users.ts";
+
+export type { AppDeps } from "./http/router.ts";
+
+/** Request bodies are small JSON documents; anything larger is refused before it is read. */
+export const MAX_BODY_BYTES = 16 * 1024;
+
+export function createApp(deps: AppDeps): OpenAPIHono {
+  const { logger } = deps;
+  const app = new OpenAPIHono();
+
+  if (logger.enabled("debug")) {
+    app.use(async (c, next) => {
+      const started = performance.now();
+      await next();
+      logger.debug("request", {
+        method: c.req.method,
+        path: c.req.path,
+        status: c.res.status,
+        ms: Math.round((performance.now() - started) * 100) / 100,
+      });
+    });
+  }
+
+  app.use(
+    "/api/*",
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) =>
+        problemResponse(c, problemOf("PAYLOAD_TOO_LARGE", `Request bodies are limited to ${MAX_BODY_BYTES} bytes.`)),
+    }),
+  );
+
+  app.route("/", healthRoutes(deps));
+  app.route("/", usersRoutes(deps));
+  app.route("/", productsRoutes(deps));
+  app.route("/", couponsRoutes(deps));
+  app.route("/", ordersRoutes(deps));
+
+  app.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "flashcart",
+      version: "0.1.0",
+      description:
+        "First-come coupon drops and orders that stay exact under a stampede. Errors are application/problem+json with a stable `code`.",
+    },
+  });
+  app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "flashcart API" }));
+
+  app.notFound((c) => problemResponse(c, problemOf("NOT_FOUND", `No route for ${c.req.method} ${c.req.path}.`)));
+
+  app.onError((error, c) => {
+    if (error instanceof DomainError) return problemResponse(c, problemOf(error.code, error.message));
+    if (error instanceof HTTPException) {
+      // Hono's own 4xx: malformed JSON (400), a body that is not JSON (415), a body over the limit (413).
+      if (error.status === 415) return problemResponse(c, problemOf("UNSUPPORTED_MEDIA_TYPE", error.message));
+      if (error.status === 413) return problemResponse(c, problemOf("PAYLOAD_TOO_LARGE", error.message));
+      if (error.status < 500) return problemResponse(c, problemOf("VALIDATION_FAILED", error.message));
+    }
+    logger.error("unhandled error", {
+      method: c.req.method,
+      path: c.req.path,
+      error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+    });
+    return problemResponse(c, problemOf("INTERNAL_ERROR", "The server failed to handle this request."));
+  });
+
+  return app;
+}

@@ -1,0 +1,13 @@
+/** Applies pending migrations to DATABASE_URL and exits. The server also migrates at start-up. */
+import { ConfigError, loadConfig } from "../config.ts";
+import { openStore } from "../store/index.ts";
+
+try {
+  const config = loadConfig();
+  const store = openStore(config);
+  await store.close();
+  console.log(JSON.stringify({ migrated: config.database.kind === "sqlite" ? config.database.path : config.database.kind }));
+} catch (error) {
+  console.error(error instanceof ConfigError ? error.message : error);
+  process.exit(1);
+}

@@ -1,0 +1,90 @@
+/**
+ * Seeds a database for demos and load tests, like the original report's data.sql:
+ *   bun run seed                         1,000 users
+ *   bun run seed --users 5000 --points 10000 --products 100 --stock 1000 --coupons 1 --coupon-quantity 100
+ * Uses the same configuration (DATABASE_URL) as the server and goes through the Store, so every
+ * invariant (history rows for points, CHECKs) holds for seeded data too.
+ */
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { ConfigError, loadConfig } from "../config.ts";
+import { limits } from "../domain/limits.ts";
+import { openStore } from "../store/index.ts";
+
+const count = (max: number) => z.coerce.number().int().min(0).max(max);
+
+const optionsSchema = z.object({
+  users: count(1_000_000).default(1000),
+  points: count(limits.maxCharge).default(0),
+  products: count(100_000).default(0),
+  price: count(limits.maxPrice).min(1).default(1000),
+  stock: count(limits.maxStock).default(1000),
+  coupons: count(1000).default(0),
+  "coupon-quantity": count(limits.maxCouponQuantity).min(1).default(100),
+});
+
+const usage = `usage: bun run seed [--users N] [--points N] [--products N] [--price WON] [--stock N] [--coupons N] [--coupon-quantity N]`;
+
+function parseOptions(argv: string[]) {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: Object.fromEntries(Object.keys(optionsSchema.shape).map((name) => [name, { type: "string" as const }])),
+  });
+  return optionsSchema.parse(values);
+}
+
+async function main(): Promise<void> {
+  let options: z.infer<typeof optionsSchema>;
+  try {
+    options = parseOptions(process.argv.slice(2));
+  } catch (error) {
+    const detail = error instanceof z.ZodError ? z.prettifyError(error) : String((error as Error).message);
+    console.error(`${detail}\n${usage}`);
+    process.exit(2);
+  }
+  const config = loadConfig();
+  const store = openStore(config);
+  const now = Date.now();
+  const summary = { users: [0, 0], products: [0, 0], coupons: [] as number[] };
+  try {
+    for (let i = 1; i <= options.users; i++) {
+      const user = await store.createUser(`user${i}`, now);
+      if (i === 1) summary.users[0] = user.id;
+      summary.users[1] = user.id;
+      if (options.points > 0) {
+        await store.chargePoints({ userId: user.id, amount: options.points, now, idempotency: null });
+      }
+    }
+    for (let i = 1; i <= options.products; i++) {
+      const product = await store.createProduct({ name: `product${i}`, price: options.price, stock: options.stock }, now);
+      if (i === 1) summary.products[0] = product.id;
+      summary.products[1] = product.id;
+    }
+    for (let i = 1; i <= options.coupons; i++) {
+      const coupon = await store.createCoupon(
+        {
+          name: `drop${i}`,
+          discountType: "FIXED",
+          discountValue: 1000,
+          maxDiscount: null,
+          minOrderAmount: 0,
+          issueStartsAt: null,
+          issueEndsAt: null,
+          validDays: limits.defaultValidDays,
+          totalQuantity: options["coupon-quantity"],
+        },
+        now,
+      );
+      summary.coupons.push(coupon.id);
+    }
+  } finally {
+    await store.close();
+  }
+  console.log(JSON.stringify({ seeded: summary }));
+}
+
+main().catch((error) => {
+  console.error(error instanceof ConfigError ? error.message : error);
+  process.exit(1);
+});

@@ -1,0 +1,63 @@
+import { z } from "zod";
+
+/**
+ * Configuration comes from the environment only, validated once at start-up. A bad value stops the
+ * process with a message naming the variable, never a stack trace.
+ */
+const databaseUrl = z
+  .string()
+  .trim()
+  .transform((url, ctx) => {
+    if (url === "sqlite::memory:") return { kind: "sqlite" as const, path: ":memory:" };
+    if (url.startsWith("sqlite:")) {
+      const path = url.slice("sqlite:".length).replace(/^\/\/(?=\.|\/)/, "");
+      if (path.length > 0) return { kind: "sqlite" as const, path };
+    }
+    ctx.addIssue({
+      code: "custom",
+      message: `expected sqlite:<file path> or sqlite::memory: (got "${url}")`,
+    });
+    return z.NEVER;
+  });
+
+const envSchema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65_535).default(3000),
+  HOST: z.string().min(1).default("0.0.0.0"),
+  DATABASE_URL: databaseUrl.prefault("sqlite:./data/flashcart.db"),
+  LOG_LEVEL: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
+  /** NORMAL in WAL mode never corrupts the database; a power loss may drop the last commits. FULL fsyncs each commit. */
+  SQLITE_SYNCHRONOUS: z.enum(["NORMAL", "FULL"]).default("NORMAL"),
+  SQLITE_BUSY_TIMEOUT_MS: z.coerce.number().int().min(0).max(60_000).default(5000),
+});
+
+export type LogLevel = z.infer<typeof envSchema>["LOG_LEVEL"];
+
+export interface Config {
+  port: number;
+  host: string;
+  database: { kind: "sqlite"; path: string };
+  logLevel: LogLevel;
+  sqlite: { synchronous: "NORMAL" | "FULL"; busyTimeoutMs: number };
+}
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  // Empty variables count as unset, as in most shells' `VAR= cmd`.
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ""));
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => `  ${issue.path.join(".")}: ${issue.message}`);
+    throw new ConfigError(`Invalid configuration:\n${lines.join("\n")}`);
+  }
+  const e = parsed.data;
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    database: e.DATABASE_URL,
+    logLevel: e.LOG_LEVEL,
+    sqlite: { synchronous: e.SQLITE_SYNCHRONOUS, busyTimeoutMs: e.SQLITE_BUSY_TIMEOUT_MS },
+  };
+}

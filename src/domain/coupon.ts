@@ -1,0 +1,83 @@
+import { DomainError } from "./errors.ts";
+import { DAY_MS, limits } from "./limits.ts";
+import type { CouponTerms, UserCouponStatus } from "./model.ts";
+
+/**
+ * The coupon rules, in one place for every backend.
+ *
+ * FIXED takes `discountValue` won off, never more than the order total.
+ * PERCENT takes floor(total × value / 100), capped by `maxDiscount` when one is set.
+ */
+export function discountFor(terms: CouponTerms, totalAmount: number): number {
+  if (terms.discountType === "FIXED") return Math.min(terms.discountValue, totalAmount);
+  const percentOff = Math.floor((totalAmount * terms.discountValue) / 100);
+  return terms.maxDiscount === null ? percentOff : Math.min(percentOff, terms.maxDiscount);
+}
+
+/** Rules that relate several fields of a coupon definition; each problem is a readable sentence. */
+export function couponDefinitionProblems(input: {
+  discountType: CouponTerms["discountType"];
+  discountValue: number;
+  maxDiscount?: number | null | undefined;
+  issueStartsAt?: number | null | undefined;
+  issueEndsAt?: number | null | undefined;
+}): { path: string; message: string }[] {
+  const problems: { path: string; message: string }[] = [];
+  if (input.discountType === "PERCENT" && input.discountValue > limits.maxPercentDiscount) {
+    problems.push({ path: "discountValue", message: `A PERCENT discount is at most ${limits.maxPercentDiscount}.` });
+  }
+  if (input.discountType === "FIXED" && input.maxDiscount != null) {
+    problems.push({ path: "maxDiscount", message: "maxDiscount applies to PERCENT coupons only." });
+  }
+  if (input.issueStartsAt != null && input.issueEndsAt != null && input.issueEndsAt <= input.issueStartsAt) {
+    problems.push({ path: "issueEndsAt", message: "issueEndsAt must be after issueStartsAt." });
+  }
+  return problems;
+}
+
+export interface IssueWindow {
+  issueStartsAt: number | null;
+  issueEndsAt: number | null;
+}
+
+/** A coupon can be claimed from `issueStartsAt` (inclusive) until `issueEndsAt` (exclusive). */
+export function assertIssuable(window: IssueWindow, now: number): void {
+  if (window.issueStartsAt !== null && now < window.issueStartsAt) {
+    throw new DomainError("COUPON_NOT_ACTIVE", "Issuance of this coupon has not started yet.");
+  }
+  if (window.issueEndsAt !== null && now >= window.issueEndsAt) {
+    throw new DomainError("COUPON_NOT_ACTIVE", "Issuance of this coupon has ended.");
+  }
+}
+
+export function expiryOf(issuedAt: number, validDays: number): number {
+  return issuedAt + validDays * DAY_MS;
+}
+
+/** Stores keep AVAILABLE or USED; EXPIRED is derived from the clock, so no job has to flip rows. */
+export function userCouponStatus(stored: "AVAILABLE" | "USED", expiresAt: number, now: number): UserCouponStatus {
+  return stored === "AVAILABLE" && now >= expiresAt ? "EXPIRED" : stored;
+}
+
+export interface HeldCoupon {
+  ownerId: number;
+  status: "AVAILABLE" | "USED";
+  expiresAt: number;
+  terms: CouponTerms;
+}
+
+/** A user coupon pays for an order only if the buyer owns it, it is unused and unexpired, and the order is big enough. */
+export function assertCouponUsable(held: HeldCoupon | null, buyerId: number, totalAmount: number, now: number): void {
+  if (held === null || held.ownerId !== buyerId) {
+    throw new DomainError("COUPON_NOT_USABLE", "The coupon does not belong to this user.");
+  }
+  const status = userCouponStatus(held.status, held.expiresAt, now);
+  if (status === "USED") throw new DomainError("COUPON_NOT_USABLE", "The coupon has already been used.");
+  if (status === "EXPIRED") throw new DomainError("COUPON_NOT_USABLE", "The coupon has expired.");
+  if (totalAmount < held.terms.minOrderAmount) {
+    throw new DomainError(
+      "COUPON_NOT_USABLE",
+      `The coupon needs an order of at least ${held.terms.minOrderAmount} won; this order is ${totalAmount} won.`,
+    );
+  }
+}

@@ -1,0 +1,181 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { couponDefinitionProblems } from "../domain/coupon.ts";
+import { limits } from "../domain/limits.ts";
+import { type AppDeps, createRouter } from "./router.ts";
+import { idField, idParam, nameField, problems, timestamp, userIdParams } from "./schemas.ts";
+
+export const couponSchema = z
+  .object({
+    id: z.int(),
+    name: z.string(),
+    discountType: z.enum(["FIXED", "PERCENT"]),
+    discountValue: z.int(),
+    maxDiscount: z.int().nullable(),
+    minOrderAmount: z.int(),
+    issueStartsAt: timestamp.nullable(),
+    issueEndsAt: timestamp.nullable(),
+    validDays: z.int(),
+    totalQuantity: z.int(),
+    issuedQuantity: z.int(),
+    remainingQuantity: z.int(),
+    createdAt: timestamp,
+  })
+  .openapi("Coupon");
+
+const userCouponStatus = z.enum(["AVAILABLE", "USED", "EXPIRED"]);
+
+export const issuedCouponSchema = z
+  .object({
+    id: z.int().openapi({ description: "The user coupon id, to pass as `userCouponId` when ordering." }),
+    userId: z.int(),
+    couponId: z.int(),
+    status: userCouponStatus,
+    issuedAt: timestamp,
+    expiresAt: timestamp,
+    usedAt: timestamp.nullable(),
+  })
+  .openapi("IssuedCoupon");
+
+const userCouponSchema = issuedCouponSchema.extend({ coupon: couponSchema }).openapi("UserCoupon");
+
+const isoInput = z.iso
+  .datetime({ offset: true })
+  .transform((text) => Date.parse(text))
+  .nullish()
+  .transform((ms) => ms ?? null)
+  .openapi({ type: "string", format: "date-time", example: "2026-12-01T10:00:00+09:00" });
+
+const newCouponBody = z
+  .strictObject({
+    name: nameField.openapi({ example: "Black Friday 10%" }),
+    discountType: z.enum(["FIXED", "PERCENT"]),
+    discountValue: z
+      .int()
+      .min(1)
+      .max(limits.maxFixedDiscount)
+      .openapi({
+        description: `Won off (FIXED, up to ${limits.maxFixedDiscount}) or percent off (PERCENT, 1..100).`,
+        example: 10,
+      }),
+    totalQuantity: z.int().min(1).max(limits.maxCouponQuantity).openapi({ example: 100 }),
+    maxDiscount: z
+      .int()
+      .min(1)
+      .max(limits.maxFixedDiscount)
+      .nullish()
+      .transform((v) => v ?? null)
+      .openapi({ type: "integer", description: "Cap on a PERCENT discount, in won." }),
+    minOrderAmount: z.int().min(0).max(limits.maxMinOrderAmount).default(0),
+    issueStartsAt: isoInput,
+    issueEndsAt: isoInput,
+    validDays: z.int().min(1).max(limits.maxValidDays).default(limits.defaultValidDays).openapi({
+      description: "How long an issued coupon can be used, counted from its issue.",
+    }),
+  })
+  .superRefine((input, ctx) => {
+    for (const problem of couponDefinitionProblems(input)) {
+      ctx.addIssue({ code: "custom", path: [problem.path], message: problem.message });
+    }
+  });
+
+const issueBody = z.strictObject({ couponId: idField });
+
+const tags = ["Coupons"];
+
+const createCoupon = createRoute({
+  method: "post",
+  path: "/api/coupons",
+  tags,
+  summary: "Create a coupon drop",
+  request: { body: { required: true, content: { "application/json": { schema: newCouponBody } } } },
+  responses: {
+    201: { description: "Created", content: { "application/json": { schema: couponSchema } } },
+    ...problems({ 400: "VALIDATION_FAILED", 413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE" }),
+  },
+});
+
+const getCoupon = createRoute({
+  method: "get",
+  path: "/api/coupons/{couponId}",
+  tags,
+  summary: "Get a coupon and how many are left",
+  request: { params: z.object({ couponId: idParam("couponId") }) },
+  responses: {
+    200: { description: "The coupon", content: { "application/json": { schema: couponSchema } } },
+    ...problems({ 400: "VALIDATION_FAILED", 404: "COUPON_NOT_FOUND" }),
+  },
+});
+
+const issueResponses = {
+  201: { description: "Issued", content: { "application/json": { schema: issuedCouponSchema } } },
+  ...problems({
+    400: "VALIDATION_FAILED",
+    404: "USER_NOT_FOUND, COUPON_NOT_FOUND",
+    409: "COUPON_ALREADY_ISSUED, COUPON_SOLD_OUT, COUPON_NOT_ACTIVE",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+  }),
+};
+
+const issueDescription =
+  "First come, first served: exactly `totalQuantity` coupons are issued however many ask at once, and never two to one user.";
+
+const issueCoupon = createRoute({
+  method: "post",
+  path: "/api/users/{userId}/coupons",
+  tags,
+  summary: "Claim a coupon for a user",
+  description: issueDescription,
+  request: { params: userIdParams, body: { required: true, content: { "application/json": { schema: issueBody } } } },
+  responses: issueResponses,
+});
+
+/** The original report's endpoint, kept so its load scripts run unchanged. */
+const issueCouponLegacy = createRoute({
+  method: "post",
+  path: "/api/coupons/{userId}",
+  tags,
+  summary: "Claim a coupon for a user (the report's path)",
+  description: `${issueDescription} Same as POST /api/users/{userId}/coupons.`,
+  request: { params: userIdParams, body: { required: true, content: { "application/json": { schema: issueBody } } } },
+  responses: issueResponses,
+});
+
+const listUserCoupons = createRoute({
+  method: "get",
+  path: "/api/users/{userId}/coupons",
+  tags,
+  summary: "List a user's coupons",
+  request: {
+    params: userIdParams,
+    query: z.object({ status: userCouponStatus.optional().openapi({ param: { name: "status", in: "query" } }) }),
+  },
+  responses: {
+    200: {
+      description: "The user's coupons, oldest first",
+      content: { "application/json": { schema: z.object({ items: z.array(userCouponSchema) }) } },
+    },
+    ...problems({ 400: "VALIDATION_FAILED", 404: "USER_NOT_FOUND" }),
+  },
+});
+
+export function couponsRoutes({ store, clock }: AppDeps) {
+  return createRouter()
+    .openapi(createCoupon, async (c) => c.json(await store.createCoupon(c.req.valid("json"), clock.now()), 201))
+    .openapi(getCoupon, async (c) => c.json(await store.getCoupon(c.req.valid("param").couponId), 200))
+    .openapi(issueCoupon, async (c) => {
+      const { userId } = c.req.valid("param");
+      const { couponId } = c.req.valid("json");
+      return c.json(await store.issueCoupon({ userId, couponId, now: clock.now() }), 201);
+    })
+    .openapi(issueCouponLegacy, async (c) => {
+      const { userId } = c.req.valid("param");
+      const { couponId } = c.req.valid("json");
+      return c.json(await store.issueCoupon({ userId, couponId, now: clock.now() }), 201);
+    })
+    .openapi(listUserCoupons, async (c) => {
+      const { userId } = c.req.valid("param");
+      const status = c.req.valid("query").status ?? null;
+      return c.json({ items: await store.listUserCoupons({ userId, status, now: clock.now() }) }, 200);
+    });
+}

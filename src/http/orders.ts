@@ -1,0 +1,134 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { limits } from "../domain/limits.ts";
+import { type AppDeps, createRouter, idempotencyClaim, replay } from "./router.ts";
+import {
+  idempotencyHeaders,
+  idField,
+  idParam,
+  pageOf,
+  pageQuery,
+  problems,
+  timestamp,
+  userIdParams,
+} from "./schemas.ts";
+
+export const orderSchema = z
+  .object({
+    id: z.int(),
+    userId: z.int(),
+    status: z.enum(["PAID", "CANCELLED"]),
+    items: z.array(z.object({ productId: z.int(), quantity: z.int(), unitPrice: z.int() })),
+    totalAmount: z.int(),
+    discountAmount: z.int(),
+    paidAmount: z.int().openapi({ description: "totalAmount − discountAmount, paid in points." }),
+    userCouponId: z.int().nullable(),
+    createdAt: timestamp,
+    cancelledAt: timestamp.nullable(),
+  })
+  .openapi("Order");
+
+const placeOrderBody = z.strictObject({
+  userId: idField,
+  items: z
+    .array(
+      z.strictObject({
+        productId: idField,
+        quantity: z.int().min(1).max(limits.maxLineQuantity).openapi({ example: 1 }),
+      }),
+    )
+    .min(1)
+    .max(limits.maxOrderLines)
+    .refine((items) => new Set(items.map((item) => item.productId)).size === items.length, {
+      message: "each product may appear once; put the whole quantity on one line",
+    }),
+  userCouponId: idField
+    .nullish()
+    .transform((v) => v ?? null)
+    .openapi({ type: "integer", description: "An AVAILABLE coupon the user holds (the `id` from their coupon list)." }),
+});
+
+const tags = ["Orders"];
+const orderIdParams = z.object({ orderId: idParam("orderId") });
+
+const placeOrder = createRoute({
+  method: "post",
+  path: "/api/orders",
+  tags,
+  summary: "Place and pay an order",
+  description:
+    "All or nothing: stock is taken, the coupon marked USED and the points paid in one transaction. Prices come from the catalogue. Accepts an Idempotency-Key.",
+  request: {
+    headers: idempotencyHeaders,
+    body: { required: true, content: { "application/json": { schema: placeOrderBody } } },
+  },
+  responses: {
+    201: { description: "Paid", content: { "application/json": { schema: orderSchema } } },
+    ...problems({
+      400: "VALIDATION_FAILED",
+      404: "USER_NOT_FOUND, PRODUCT_NOT_FOUND",
+      409: "INSUFFICIENT_STOCK, INSUFFICIENT_POINTS, COUPON_NOT_USABLE",
+      413: "PAYLOAD_TOO_LARGE",
+      415: "UNSUPPORTED_MEDIA_TYPE",
+      422: "IDEMPOTENCY_KEY_REUSED",
+    }),
+  },
+});
+
+const getOrder = createRoute({
+  method: "get",
+  path: "/api/orders/{orderId}",
+  tags,
+  summary: "Get an order",
+  request: { params: orderIdParams },
+  responses: {
+    200: { description: "The order", content: { "application/json": { schema: orderSchema } } },
+    ...problems({ 400: "VALIDATION_FAILED", 404: "ORDER_NOT_FOUND" }),
+  },
+});
+
+const listUserOrders = createRoute({
+  method: "get",
+  path: "/api/users/{userId}/orders",
+  tags,
+  summary: "List a user's orders, newest first",
+  request: { params: userIdParams, query: pageQuery },
+  responses: {
+    200: {
+      description: "A page of orders",
+      content: { "application/json": { schema: pageOf(orderSchema, "OrderPage") } },
+    },
+    ...problems({ 400: "VALIDATION_FAILED", 404: "USER_NOT_FOUND" }),
+  },
+});
+
+const cancelOrder = createRoute({
+  method: "post",
+  path: "/api/orders/{orderId}/cancel",
+  tags,
+  summary: "Cancel a paid order",
+  description: "The exact inverse of placing it: stock back, points refunded, the coupon AVAILABLE again.",
+  request: { params: orderIdParams },
+  responses: {
+    200: { description: "Cancelled", content: { "application/json": { schema: orderSchema } } },
+    ...problems({ 400: "VALIDATION_FAILED", 404: "ORDER_NOT_FOUND", 409: "ORDER_NOT_CANCELLABLE" }),
+  },
+});
+
+export function ordersRoutes({ store, clock }: AppDeps) {
+  return createRouter()
+    .openapi(placeOrder, async (c) => {
+      const body = c.req.valid("json");
+      const idempotency = idempotencyClaim(c, c.req.valid("header")["idempotency-key"], body, 201);
+      const result = await store.placeOrder({ ...body, now: clock.now(), idempotency });
+      if (result.replayed) return replay(c, result);
+      return c.json(result.value, 201);
+    })
+    .openapi(getOrder, async (c) => c.json(await store.getOrder(c.req.valid("param").orderId), 200))
+    .openapi(listUserOrders, async (c) => {
+      const { limit, cursor } = c.req.valid("query");
+      return c.json(await store.listUserOrders(c.req.valid("param").userId, { limit, after: cursor }), 200);
+    })
+    .openapi(cancelOrder, async (c) =>
+      c.json(await store.cancelOrder({ orderId: c.req.valid("param").orderId, now: clock.now() }), 200),
+    );
+}

@@ -1,0 +1,58 @@
+import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { ErrorCode } from "../domain/errors.ts";
+
+/** RFC 9457 problem details, plus our stable `code`. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: ErrorCode;
+  errors?: { path: string; message: string }[];
+}
+
+const catalog: Record<ErrorCode, { status: ContentfulStatusCode; title: string }> = {
+  VALIDATION_FAILED: { status: 400, title: "The request is not valid" },
+  PAYLOAD_TOO_LARGE: { status: 413, title: "The request body is too large" },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, title: "The request body must be application/json" },
+  NOT_FOUND: { status: 404, title: "No such resource" },
+  USER_NOT_FOUND: { status: 404, title: "User not found" },
+  PRODUCT_NOT_FOUND: { status: 404, title: "Product not found" },
+  COUPON_NOT_FOUND: { status: 404, title: "Coupon not found" },
+  ORDER_NOT_FOUND: { status: 404, title: "Order not found" },
+  COUPON_ALREADY_ISSUED: { status: 409, title: "Coupon already issued to this user" },
+  COUPON_SOLD_OUT: { status: 409, title: "Coupon sold out" },
+  COUPON_NOT_ACTIVE: { status: 409, title: "Coupon is not being issued now" },
+  INSUFFICIENT_STOCK: { status: 409, title: "Not enough stock" },
+  INSUFFICIENT_POINTS: { status: 409, title: "Not enough points" },
+  COUPON_NOT_USABLE: { status: 409, title: "Coupon cannot be used for this order" },
+  ORDER_NOT_CANCELLABLE: { status: 409, title: "Order cannot be cancelled" },
+  BALANCE_LIMIT_EXCEEDED: { status: 409, title: "Balance limit exceeded" },
+  IDEMPOTENCY_KEY_REUSED: { status: 422, title: "Idempotency key reused with a different request" },
+  INTERNAL_ERROR: { status: 500, title: "Internal server error" },
+};
+
+export function statusOf(code: ErrorCode): ContentfulStatusCode {
+  return catalog[code].status;
+}
+
+export function problemOf(code: ErrorCode, detail: string, errors?: Problem["errors"]): Problem {
+  const { status, title } = catalog[code];
+  const problem: Problem = {
+    type: `urn:flashcart:problem:${code.toLowerCase().replaceAll("_", "-")}`,
+    title,
+    status,
+    detail,
+    code,
+  };
+  if (errors !== undefined) problem.errors = errors;
+  return problem;
+}
+
+export function problemResponse(c: Context, problem: Problem, headers?: Record<string, string>): Response {
+  return c.body(JSON.stringify(problem), problem.status as ContentfulStatusCode, {
+    ...headers,
+    "Content-Type": "application/problem+json",
+  });
+}

@@ -1,0 +1,60 @@
+import { createHash } from "node:crypto";
+import { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { Clock } from "../domain/time.ts";
+import type { Logger } from "../logger.ts";
+import type { IdempotencyClaim, Store } from "../store/port.ts";
+import { problemOf, problemResponse } from "./problem.ts";
+
+export interface AppDeps {
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+}
+
+const targetNames: Record<string, string> = { json: "body", param: "path", query: "query", header: "header" };
+
+/** A router whose request validation failures are answered as 400 problem+json, like every other error. */
+export function createRouter(): OpenAPIHono {
+  return new OpenAPIHono({
+    defaultHook: (result, c) => {
+      if (result.success) return;
+      const where = targetNames[result.target] ?? result.target;
+      const errors = result.error.issues.map((issue) => ({
+        path: [where, ...issue.path.map(String)].join("."),
+        message: issue.message,
+      }));
+      const detail = errors.map((e) => `${e.path}: ${e.message}`).join("; ");
+      return problemResponse(c, problemOf("VALIDATION_FAILED", detail, errors));
+    },
+  });
+}
+
+/**
+ * The idempotency claim for a request: its fingerprint covers the method, the path and the validated
+ * body, so the same key sent with anything different is recognised as a different request.
+ */
+export function idempotencyClaim(
+  c: Context,
+  key: string | undefined,
+  body: unknown,
+  statusCode: number,
+): IdempotencyClaim | null {
+  if (key === undefined) return null;
+  const fingerprint = createHash("sha256")
+    .update(`${c.req.method} ${c.req.path}\n${JSON.stringify(body)}`)
+    .digest("base64url");
+  return { key, fingerprint, statusCode };
+}
+
+/**
+ * Sends a stored response exactly as it was first sent. Typed `never` because the route's typed
+ * responses describe the same body, which the type checker cannot see through the stored text.
+ */
+export function replay(c: Context, stored: { statusCode: number; body: string }): never {
+  return c.body(stored.body, stored.statusCode as ContentfulStatusCode, {
+    "Content-Type": "application/json",
+    "Idempotent-Replayed": "true",
+  }) as never;
+}

@@ -1,0 +1,132 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { limits } from "../domain/limits.ts";
+import { type AppDeps, createRouter, idempotencyClaim, replay } from "./router.ts";
+import { idempotencyHeaders, nameField, pageOf, pageQuery, problems, timestamp, userIdParams } from "./schemas.ts";
+
+export const userSchema = z
+  .object({ id: z.int(), name: z.string(), balance: z.int().openapi({ description: "Points, in won." }) })
+  .openapi("User");
+
+const pointBalanceSchema = z.object({ userId: z.int(), balance: z.int() }).openapi("PointBalance");
+
+const pointHistoryEntrySchema = z
+  .object({
+    id: z.int(),
+    type: z.enum(["CHARGE", "USE", "REFUND"]),
+    amount: z.int(),
+    balanceAfter: z.int(),
+    orderId: z.int().nullable(),
+    createdAt: timestamp,
+  })
+  .openapi("PointHistoryEntry");
+
+const tags = ["Users and points"];
+
+const createUser = createRoute({
+  method: "post",
+  path: "/api/users",
+  tags,
+  summary: "Create a user",
+  request: {
+    body: { required: true, content: { "application/json": { schema: z.strictObject({ name: nameField }) } } },
+  },
+  responses: {
+    201: { description: "Created", content: { "application/json": { schema: userSchema } } },
+    ...problems({ 400: "VALIDATION_FAILED", 413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE" }),
+  },
+});
+
+const getUser = createRoute({
+  method: "get",
+  path: "/api/users/{userId}",
+  tags,
+  summary: "Get a user",
+  request: { params: userIdParams },
+  responses: {
+    200: { description: "The user", content: { "application/json": { schema: userSchema } } },
+    ...problems({ 400: "VALIDATION_FAILED", 404: "USER_NOT_FOUND" }),
+  },
+});
+
+const getPoints = createRoute({
+  method: "get",
+  path: "/api/users/{userId}/points",
+  tags,
+  summary: "Get a user's point balance",
+  request: { params: userIdParams },
+  responses: {
+    200: { description: "The balance", content: { "application/json": { schema: pointBalanceSchema } } },
+    ...problems({ 400: "VALIDATION_FAILED", 404: "USER_NOT_FOUND" }),
+  },
+});
+
+const chargePoints = createRoute({
+  method: "post",
+  path: "/api/users/{userId}/points/charge",
+  tags,
+  summary: "Charge points",
+  description: `Adds 1..${limits.maxCharge} points; a balance never exceeds ${limits.maxBalance}. Accepts an Idempotency-Key.`,
+  request: {
+    params: userIdParams,
+    headers: idempotencyHeaders,
+    body: {
+      required: true,
+      content: {
+        "application/json": {
+          schema: z.strictObject({ amount: z.int().min(1).max(limits.maxCharge).openapi({ example: 10_000 }) }),
+        },
+      },
+    },
+  },
+  responses: {
+    200: { description: "The new balance", content: { "application/json": { schema: pointBalanceSchema } } },
+    ...problems({
+      400: "VALIDATION_FAILED",
+      404: "USER_NOT_FOUND",
+      409: "BALANCE_LIMIT_EXCEEDED",
+      413: "PAYLOAD_TOO_LARGE",
+      415: "UNSUPPORTED_MEDIA_TYPE",
+      422: "IDEMPOTENCY_KEY_REUSED",
+    }),
+  },
+});
+
+const pointHistory = createRoute({
+  method: "get",
+  path: "/api/users/{userId}/points/history",
+  tags,
+  summary: "List point history, newest first",
+  request: { params: userIdParams, query: pageQuery },
+  responses: {
+    200: {
+      description: "A page of history",
+      content: { "application/json": { schema: pageOf(pointHistoryEntrySchema, "PointHistoryPage") } },
+    },
+    ...problems({ 400: "VALIDATION_FAILED", 404: "USER_NOT_FOUND" }),
+  },
+});
+
+export function usersRoutes({ store, clock }: AppDeps) {
+  return createRouter()
+    .openapi(createUser, async (c) => {
+      const { name } = c.req.valid("json");
+      return c.json(await store.createUser(name, clock.now()), 201);
+    })
+    .openapi(getUser, async (c) => c.json(await store.getUser(c.req.valid("param").userId), 200))
+    .openapi(getPoints, async (c) => {
+      const user = await store.getUser(c.req.valid("param").userId);
+      return c.json({ userId: user.id, balance: user.balance }, 200);
+    })
+    .openapi(chargePoints, async (c) => {
+      const { userId } = c.req.valid("param");
+      const body = c.req.valid("json");
+      const idempotency = idempotencyClaim(c, c.req.valid("header")["idempotency-key"], body, 200);
+      const result = await store.chargePoints({ userId, amount: body.amount, now: clock.now(), idempotency });
+      if (result.replayed) return replay(c, result);
+      return c.json(result.value, 200);
+    })
+    .openapi(pointHistory, async (c) => {
+      const { limit, cursor } = c.req.valid("query");
+      return c.json(await store.listPointHistory(c.req.valid("param").userId, { limit, after: cursor }), 200);
+    });
+}
