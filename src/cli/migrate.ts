@@ -6,7 +6,9 @@ try {
   const config = loadConfig();
   const store = openStore(config);
   await store.close();
-  console.log(JSON.stringify({ migrated: config.database.kind === "sqlite" ? config.database.path : config.database.kind }));
+  console.log(
+    JSON.stringify({ migrated: config.database.kind === "sqlite" ? config.database.path : config.database.kind }),
+  );
 } catch (error) {
   console.error(error instanceof ConfigError ? error.message : error);
   process.exit(1);

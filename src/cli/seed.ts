@@ -57,7 +57,10 @@ async function main(): Promise<void> {
       }
     }
     for (let i = 1; i <= options.products; i++) {
-      const product = await store.createProduct({ name: `product${i}`, price: options.price, stock: options.stock }, now);
+      const product = await store.createProduct(
+        { name: `product${i}`, price: options.price, stock: options.stock },
+        now,
+      );
       if (i === 1) summary.products[0] = product.id;
       summary.products[1] = product.id;
     }

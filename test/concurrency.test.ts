@@ -1,0 +1,158 @@
+/**
+ * Stampedes over a real listening server and a real database file. Every request is in flight at
+ * once; afterwards the exact counts are checked over HTTP and in the file itself.
+ */
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { type Client, client, type Reply } from "./support/api.ts";
+import { brokenInvariants } from "./support/invariants.ts";
+import { startServer, type TestServer } from "./support/server.ts";
+
+let server: TestServer;
+let api: Client;
+
+beforeEach(async () => {
+  server = await startServer();
+  api = client(server.url);
+});
+afterEach(async () => {
+  await server.stop();
+});
+
+function tally(replies: Reply[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const reply of replies) {
+    const key = reply.status < 300 ? String(reply.status) : `${reply.status} ${reply.body?.code}`;
+    counts[key] = (counts[key] ?? 0) + 1;
+  }
+  return counts;
+}
+
+async function users(count: number, points = 0): Promise<number[]> {
+  const ids: number[] = [];
+  for (let i = 0; i < count; i++) ids.push((await api.user(`u${i}`, points)).id);
+  return ids;
+}
+
+const scalar = (sql: string, ...params: number[]) => Object.values(server.db.query(sql).get(...params) as object)[0];
+
+describe("first-come coupons", () => {
+  test("1,500 users asking twice each at once for 100 coupons: exactly 100 issued, none twice", async () => {
+    const coupon = await api.coupon({ totalQuantity: 100 });
+    const ids = await users(1500);
+
+    const replies = await Promise.all(ids.flatMap((id) => [api.issue(id, coupon.id), api.issue(id, coupon.id)]));
+
+    const counts = tally(replies);
+    expect(counts["201"]).toBe(100);
+    expect((counts["409 COUPON_SOLD_OUT"] ?? 0) + (counts["409 COUPON_ALREADY_ISSUED"] ?? 0)).toBe(2900);
+    expect(Object.keys(counts).every((key) => key === "201" || key.startsWith("409"))).toBe(true);
+
+    const winners = replies.filter((r) => r.status === 201).map((r) => r.body.userId);
+    expect(new Set(winners).size).toBe(100);
+    expect(scalar("SELECT count(*) FROM user_coupons WHERE coupon_id = ?", coupon.id)).toBe(100);
+    expect(scalar("SELECT issued_quantity FROM coupons WHERE id = ?", coupon.id)).toBe(100);
+    expect((await api.get(`/api/coupons/${coupon.id}`)).body).toMatchObject({
+      issuedQuantity: 100,
+      remainingQuantity: 0,
+    });
+    expect(brokenInvariants(server.db)).toEqual([]);
+  });
+
+  test("one user sending 200 simultaneous claims gets exactly one coupon", async () => {
+    const coupon = await api.coupon({ totalQuantity: 100 });
+    const [userId] = await users(1);
+
+    const replies = await Promise.all(Array.from({ length: 200 }, () => api.issue(userId as number, coupon.id)));
+
+    expect(tally(replies)).toEqual({ "201": 1, "409 COUPON_ALREADY_ISSUED": 199 });
+    expect(scalar("SELECT count(*) FROM user_coupons WHERE user_id = ?", userId as number)).toBe(1);
+    expect(scalar("SELECT issued_quantity FROM coupons WHERE id = ?", coupon.id)).toBe(1);
+  });
+});
+
+describe("orders", () => {
+  test("300 buyers for 50 units: exactly 50 orders and stock 0", async () => {
+    const product = await api.product(1000, 50);
+    const ids = await users(300, 10_000);
+
+    const replies = await Promise.all(ids.map((id) => api.order(id, [{ productId: product.id, quantity: 1 }])));
+
+    expect(tally(replies)).toEqual({ "201": 50, "409 INSUFFICIENT_STOCK": 250 });
+    expect((await api.get(`/api/products/${product.id}`)).body.stock).toBe(0);
+    expect(scalar("SELECT count(*) FROM orders")).toBe(50);
+    expect(scalar("SELECT sum(balance) FROM users")).toBe(300 * 10_000 - 50 * 1000);
+    expect(brokenInvariants(server.db, new Map([[product.id, 50]]))).toEqual([]);
+  });
+
+  test("one coupon in 30 simultaneous orders is used exactly once", async () => {
+    const product = await api.product(5000, 1000);
+    const coupon = await api.coupon({ discountType: "FIXED", discountValue: 2000, totalQuantity: 10 });
+    const [userId] = await users(1, 1_000_000);
+    const held = await api.issue(userId as number, coupon.id);
+    expect(held.status).toBe(201);
+
+    const replies = await Promise.all(
+      Array.from({ length: 30 }, () =>
+        api.order(userId as number, [{ productId: product.id, quantity: 1 }], held.body.id),
+      ),
+    );
+
+    expect(tally(replies)).toEqual({ "201": 1, "409 COUPON_NOT_USABLE": 29 });
+    const paid = replies.find((r) => r.status === 201);
+    expect(paid?.body).toMatchObject({ totalAmount: 5000, discountAmount: 2000, paidAmount: 3000 });
+    expect(scalar("SELECT count(*) FROM orders WHERE user_coupon_id = ?", held.body.id)).toBe(1);
+    expect(scalar("SELECT status FROM user_coupons WHERE id = ?", held.body.id)).toBe("USED");
+    expect(brokenInvariants(server.db, new Map([[product.id, 1000]]))).toEqual([]);
+  });
+
+  test("1,000 points against 50 simultaneous 100-point orders: exactly 10 paid, balance 0", async () => {
+    const product = await api.product(100, 1000);
+    const [userId] = await users(1, 1000);
+
+    const replies = await Promise.all(
+      Array.from({ length: 50 }, () => api.order(userId as number, [{ productId: product.id, quantity: 1 }])),
+    );
+
+    expect(tally(replies)).toEqual({ "201": 10, "409 INSUFFICIENT_POINTS": 40 });
+    expect((await api.get(`/api/users/${userId}/points`)).body).toEqual({ userId, balance: 0 });
+    expect(scalar("SELECT count(*) FROM point_history WHERE user_id = ? AND type = 'USE'", userId as number)).toBe(10);
+    expect((await api.get(`/api/products/${product.id}`)).body.stock).toBe(990);
+    expect(brokenInvariants(server.db, new Map([[product.id, 1000]]))).toEqual([]);
+  });
+
+  test("orders and cancels racing on the same products keep stock and points exact", async () => {
+    const a = await api.product(300, 40);
+    const b = await api.product(700, 40);
+    const ids = await users(40, 5000);
+    const items = [
+      { productId: b.id, quantity: 2 },
+      { productId: a.id, quantity: 1 },
+    ];
+
+    const placed = await Promise.all(ids.map((id) => api.order(id, items)));
+    expect(tally(placed)).toEqual({ "201": 20, "409 INSUFFICIENT_STOCK": 20 });
+
+    const orderIds = placed.filter((r) => r.status === 201).map((r) => r.body.id as number);
+    const losers = ids.filter((_, i) => placed[i]?.status !== 201);
+    // Every winner cancels (twice, concurrently) while every loser tries again.
+    const cancels = orderIds.flatMap((id) => [
+      api.post(`/api/orders/${id}/cancel`),
+      api.post(`/api/orders/${id}/cancel`),
+    ]);
+    const retries = losers.map((id) => api.order(id, items));
+    const [cancelled, retried] = await Promise.all([Promise.all(cancels), Promise.all(retries)]);
+
+    expect(tally(cancelled)).toEqual({ "200": 20, "409 ORDER_NOT_CANCELLABLE": 20 });
+    const retriedPaid = retried.filter((r) => r.status === 201).length;
+    expect(scalar("SELECT count(*) FROM orders WHERE status = 'PAID'")).toBe(retriedPaid);
+    expect(
+      brokenInvariants(
+        server.db,
+        new Map([
+          [a.id, 40],
+          [b.id, 40],
+        ]),
+      ),
+    ).toEqual([]);
+  });
+});

@@ -1,0 +1,51 @@
+import { describe, expect, test } from "bun:test";
+import { ConfigError, loadConfig } from "../src/config.ts";
+
+describe("loadConfig", () => {
+  test("defaults serve on 3000 with a SQLite file under ./data", () => {
+    expect(loadConfig({})).toEqual({
+      port: 3000,
+      host: "0.0.0.0",
+      database: { kind: "sqlite", path: "./data/flashcart.db" },
+      logLevel: "info",
+      sqlite: { synchronous: "NORMAL", busyTimeoutMs: 5000 },
+    });
+  });
+
+  test("reads every variable", () => {
+    const config = loadConfig({
+      PORT: "8080",
+      HOST: "127.0.0.1",
+      DATABASE_URL: "sqlite:/var/lib/flashcart/db.sqlite",
+      LOG_LEVEL: "debug",
+      SQLITE_SYNCHRONOUS: "FULL",
+      SQLITE_BUSY_TIMEOUT_MS: "250",
+    });
+    expect(config).toEqual({
+      port: 8080,
+      host: "127.0.0.1",
+      database: { kind: "sqlite", path: "/var/lib/flashcart/db.sqlite" },
+      logLevel: "debug",
+      sqlite: { synchronous: "FULL", busyTimeoutMs: 250 },
+    });
+  });
+
+  test("accepts the in-memory database and sqlite:// spellings; empty means unset", () => {
+    expect(loadConfig({ DATABASE_URL: "sqlite::memory:" }).database.path).toBe(":memory:");
+    expect(loadConfig({ DATABASE_URL: "sqlite://./x.db" }).database.path).toBe("./x.db");
+    expect(loadConfig({ PORT: "" }).port).toBe(3000);
+  });
+
+  test.each([
+    [{ PORT: "http" }, "PORT"],
+    [{ PORT: "70000" }, "PORT"],
+    [{ DATABASE_URL: "mysql://localhost/db" }, "DATABASE_URL"],
+    [{ DATABASE_URL: "sqlite:" }, "DATABASE_URL"],
+    [{ LOG_LEVEL: "loud" }, "LOG_LEVEL"],
+    [{ SQLITE_SYNCHRONOUS: "OFF" }, "SQLITE_SYNCHRONOUS"],
+    [{ SQLITE_BUSY_TIMEOUT_MS: "-5" }, "SQLITE_BUSY_TIMEOUT_MS"],
+  ])("%o is refused, naming %s", (env, variable) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(new RegExp(`^Invalid configuration:\\n  ${variable}: `));
+  });
+});

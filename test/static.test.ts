@@ -1,0 +1,22 @@
+/** Type errors and lint findings fail `bun test` like any other defect. */
+import { expect, test } from "bun:test";
+import { resolve } from "node:path";
+
+const root = resolve(import.meta.dir, "..");
+
+function run(cmd: string[]): { code: number; output: string } {
+  const result = Bun.spawnSync(cmd, { cwd: root, stdout: "pipe", stderr: "pipe" });
+  return { code: result.exitCode, output: `${result.stdout.toString()}${result.stderr.toString()}` };
+}
+
+test("the TypeScript compiler finds no errors (strict)", () => {
+  const { code, output } = run([resolve(root, "node_modules/.bin/tsc"), "--noEmit", "-p", root]);
+  expect(output).toBe("");
+  expect(code).toBe(0);
+});
+
+test("Biome finds no lint or format problems", () => {
+  const { code, output } = run([resolve(root, "node_modules/.bin/biome"), "check", "--error-on-warnings", "."]);
+  if (code !== 0) console.error(output);
+  expect(code).toBe(0);
+});

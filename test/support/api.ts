@@ -1,0 +1,81 @@
+/** Thin HTTP helpers: every call goes over the network to a running server. */
+export interface Reply<T = any> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+
+export async function call<T = any>(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<Reply<T>> {
+  const init: RequestInit = { method, headers: { ...headers } };
+  if (body !== undefined) {
+    init.body = typeof body === "string" ? body : JSON.stringify(body);
+    (init.headers as Record<string, string>)["content-type"] ??= "application/json";
+  }
+  const res = await fetch(`${base}${path}`, init);
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = text.length > 0 ? JSON.parse(text) : null;
+  } catch {
+    // not JSON: keep the text
+  }
+  return { status: res.status, body: parsed as T, headers: res.headers };
+}
+
+/** A client bound to one server, with the resources tests create most. */
+export function client(base: string) {
+  const api = {
+    get: <T = any>(path: string, headers?: Record<string, string>) => call<T>(base, "GET", path, undefined, headers),
+    post: <T = any>(path: string, body?: unknown, headers?: Record<string, string>) =>
+      call<T>(base, "POST", path, body, headers),
+
+    async user(name = "buyer", points = 0): Promise<{ id: number; name: string; balance: number }> {
+      const created = await api.post("/api/users", { name });
+      if (created.status !== 201) throw new Error(`createUser: ${created.status} ${JSON.stringify(created.body)}`);
+      if (points > 0) await api.charge(created.body.id, points);
+      return { ...created.body, balance: points };
+    },
+    async charge(userId: number, amount: number) {
+      const charged = await api.post(`/api/users/${userId}/points/charge`, { amount });
+      if (charged.status !== 200) throw new Error(`charge: ${charged.status} ${JSON.stringify(charged.body)}`);
+      return charged.body as { userId: number; balance: number };
+    },
+    async product(price = 1000, stock = 100, name = "widget"): Promise<{ id: number; price: number; stock: number }> {
+      const created = await api.post("/api/products", { name, price, stock });
+      if (created.status !== 201) throw new Error(`createProduct: ${created.status} ${JSON.stringify(created.body)}`);
+      return created.body;
+    },
+    async coupon(input: Record<string, unknown> = {}): Promise<{ id: number; totalQuantity: number }> {
+      const created = await api.post("/api/coupons", {
+        name: "drop",
+        discountType: "FIXED",
+        discountValue: 1000,
+        totalQuantity: 100,
+        ...input,
+      });
+      if (created.status !== 201) throw new Error(`createCoupon: ${created.status} ${JSON.stringify(created.body)}`);
+      return created.body;
+    },
+    issue: (userId: number, couponId: number) => api.post(`/api/coupons/${userId}`, { couponId }),
+    order: (
+      userId: number,
+      items: { productId: number; quantity: number }[],
+      userCouponId?: number,
+      headers?: Record<string, string>,
+    ) =>
+      api.post(
+        "/api/orders",
+        userCouponId === undefined ? { userId, items } : { userId, items, userCouponId },
+        headers,
+      ),
+  };
+  return api;
+}
+
+export type Client = ReturnType<typeof client>;
