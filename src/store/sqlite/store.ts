@@ -30,6 +30,7 @@ import { toPage } from "../../domain/pagination.ts";
 import { isoOf, isoOrNull } from "../../domain/time.ts";
 import type { ChargePoints, IdempotencyClaim, Idempotent, PlaceOrder, Store } from "../port.ts";
 import type { SqliteDb } from "./database.ts";
+import { GroupCommit } from "./group-commit.ts";
 import { coupons, idempotencyKeys, orderItems, orders, pointHistory, products, userCoupons, users } from "./schema.ts";
 
 const p = sql.placeholder;
@@ -47,9 +48,9 @@ type OrderRow = typeof orders.$inferSelect;
 
 /**
  * Every statement is prepared once, when the store is built: building a query per request costs more
- * than the query itself. Write methods run one synchronous `BEGIN IMMEDIATE` transaction each: no
- * `await` inside (drizzle's bun-sqlite driver would commit at the first one), and the write lock is
- * taken up front so concurrent writers queue on busy_timeout instead of failing with SQLITE_BUSY.
+ * than the query itself. Write methods hand one synchronous unit of work to GroupCommit, which runs it
+ * inside a `BEGIN IMMEDIATE` transaction: no `await` inside, and the write lock is taken up front so
+ * writers in other processes queue on busy_timeout instead of failing with SQLITE_BUSY.
  */
 function prepareStatements(db: SqliteDb) {
   return {
@@ -341,13 +342,19 @@ export class SqliteStore implements Store {
   readonly backend = "sqlite" as const;
   private readonly q: ReturnType<typeof prepareStatements>;
 
+  private readonly commits: GroupCommit;
+
   constructor(private readonly db: SqliteDb) {
     this.q = prepareStatements(db);
+    this.commits = new GroupCommit(db.$client);
   }
 
-  /** One synchronous write transaction, write lock taken at BEGIN. A throw rolls back everything. */
-  private write<T>(work: () => T): T {
-    return this.db.transaction(() => work(), { behavior: "immediate" });
+  /**
+   * One synchronous unit of write work, committed with the others of this event-loop turn in a single
+   * `BEGIN IMMEDIATE` transaction (see GroupCommit). A throw rolls back this unit's effects only.
+   */
+  private write<T>(work: () => T): Promise<T> {
+    return this.commits.run(work);
   }
 
   /** Returns the stored response of an earlier identical request, or null when this key is new. */
@@ -620,6 +627,7 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     const client = this.db.$client;
+    this.commits.flush();
     try {
       client.run("PRAGMA optimize");
       client.run("PRAGMA wal_checkpoint(TRUNCATE)");

@@ -1,0 +1,89 @@
+/** Group commit keeps the semantics of one transaction per write while sharing the commit. */
+import { Database } from "bun:sqlite";
+import { expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { GroupCommit } from "../src/store/sqlite/group-commit.ts";
+
+function setup(path = ":memory:") {
+  const client = new Database(path, { strict: true });
+  client.run("PRAGMA journal_mode = WAL");
+  client.run("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL CHECK (v >= 0)) STRICT");
+  client.run("CREATE TABLE child (id INTEGER PRIMARY KEY, t_id INTEGER NOT NULL REFERENCES t(id)) STRICT");
+  const insert = client.prepare("INSERT INTO t (v) VALUES (?) RETURNING id");
+  const rows = () =>
+    client
+      .query("SELECT v FROM t ORDER BY id")
+      .values()
+      .map((r) => r[0]);
+  return { client, insert, rows, commits: new GroupCommit(client) };
+}
+
+test("units of one turn share a transaction; a failing unit is rolled back alone", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "flashcart-gc-"));
+  const { client, insert, rows, commits } = setup(join(dir, "gc.db"));
+  const reader = new Database(join(dir, "gc.db"), { readonly: true });
+  const visibleToOthers = () => reader.query("SELECT count(*) AS n FROM t").get();
+  let seenByReaderDuringBatch: unknown;
+  const results = await Promise.allSettled([
+    commits.run(() => (insert.get(1) as { id: number }).id),
+    commits.run(() => {
+      insert.get(2);
+      insert.get(-1); // CHECK fails: the insert of 2 above must vanish too
+    }),
+    commits.run(() => {
+      seenByReaderDuringBatch = visibleToOthers();
+      return (insert.get(3) as { id: number }).id;
+    }),
+  ]);
+  expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+  expect((results[1] as PromiseRejectedResult).reason.code).toBe("SQLITE_CONSTRAINT_CHECK");
+  // Unit 1 had run but was not committed yet when unit 3 ran: one transaction for the batch.
+  expect(seenByReaderDuringBatch).toEqual({ n: 0 });
+  expect(rows()).toEqual([1, 3]);
+  expect(visibleToOthers()).toEqual({ n: 2 });
+  expect(client.inTransaction).toBe(false);
+  reader.close();
+  client.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("nothing resolves before COMMIT; a failed COMMIT rejects the whole batch and keeps nothing", async () => {
+  const { client, insert, rows, commits } = setup();
+  client.run("PRAGMA foreign_keys = ON");
+  client.run("PRAGMA defer_foreign_keys = ON"); // the orphan below is only detected at COMMIT
+  let resolvedEarly = false;
+  const batch = Promise.allSettled([
+    commits
+      .run(() => insert.get(7))
+      .then((v) => {
+        resolvedEarly = client.inTransaction;
+        return v;
+      }),
+    commits.run(() => client.run("INSERT INTO child (t_id) VALUES (999)")),
+  ]);
+  const results = await batch;
+  expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
+  expect(resolvedEarly).toBe(false);
+  expect(rows()).toEqual([]);
+  expect(client.inTransaction).toBe(false);
+
+  // The queue keeps working after a failed batch.
+  expect(await commits.run(() => (insert.get(8) as { id: number }).id)).toBeGreaterThan(0);
+  expect(rows()).toEqual([8]);
+});
+
+test("units run in arrival order, across batches larger than the batch cap", async () => {
+  const client = new Database(":memory:", { strict: true });
+  client.run("CREATE TABLE log (n INTEGER NOT NULL) STRICT");
+  const add = client.prepare("INSERT INTO log (n) VALUES (?)");
+  const commits = new GroupCommit(client, 4);
+  await Promise.all(Array.from({ length: 10 }, (_, n) => commits.run(() => add.run(n))));
+  expect(
+    client
+      .query("SELECT n FROM log ORDER BY rowid")
+      .values()
+      .map((r) => r[0]),
+  ).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+});
