@@ -2,13 +2,15 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { Scalar } from "@scalar/hono-api-reference";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
+import { secureHeaders } from "hono/secure-headers";
 import { DomainError } from "./domain/errors.ts";
+import { type AppEnv, authenticate, perCallerLimit } from "./http/auth.ts";
 import { couponsRoutes } from "./http/coupons.ts";
 import { healthRoutes } from "./http/health.ts";
 import { ordersRoutes } from "./http/orders.ts";
 import { problemOf, problemResponse } from "./http/problem.ts";
 import { productsRoutes } from "./http/products.ts";
-import type { AppDeps } from "./http/router.ts";
+import type { AppDeps, RouteDeps } from "./http/router.ts";
 import { usersRoutes } from "./http/users.ts";
 
 export type { AppDeps } from "./http/router.ts";
@@ -16,9 +18,16 @@ export type { AppDeps } from "./http/router.ts";
 /** Request bodies are small JSON documents; anything larger is refused before it is read. */
 export const MAX_BODY_BYTES = 16 * 1024;
 
-export function createApp(deps: AppDeps): OpenAPIHono {
-  const { logger } = deps;
-  const app = new OpenAPIHono();
+export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
+  const { logger, rateLimits } = deps;
+  const app = new OpenAPIHono<AppEnv>();
+  const routeDeps: RouteDeps = {
+    ...deps,
+    limits: {
+      couponClaims: perCallerLimit("coupon-claim", rateLimits.couponClaims, rateLimits.windowMs),
+      orders: perCallerLimit("order", rateLimits.orders, rateLimits.windowMs),
+    },
+  };
 
   if (logger.enabled("debug")) {
     app.use(async (c, next) => {
@@ -33,6 +42,8 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     });
   }
 
+  app.use(secureHeaders());
+  app.use("/api/*", authenticate(deps.verifier));
   app.use(
     "/api/*",
     bodyLimit({
@@ -42,11 +53,18 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     }),
   );
 
-  app.route("/", healthRoutes(deps));
-  app.route("/", usersRoutes(deps));
-  app.route("/", productsRoutes(deps));
-  app.route("/", couponsRoutes(deps));
-  app.route("/", ordersRoutes(deps));
+  app.route("/", healthRoutes(routeDeps));
+  app.route("/", usersRoutes(routeDeps));
+  app.route("/", productsRoutes(routeDeps));
+  app.route("/", couponsRoutes(routeDeps));
+  app.route("/", ordersRoutes(routeDeps));
+
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
+    type: "http",
+    scheme: "bearer",
+    bearerFormat: "JWT",
+    description: "An HS256 JWT with `sub` (user id, or an operator name for admins), `role` (user | admin) and `exp`.",
+  });
 
   app.doc31("/openapi.json", {
     openapi: "3.1.0",
@@ -62,7 +80,10 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   app.notFound((c) => problemResponse(c, problemOf("NOT_FOUND", `No route for ${c.req.method} ${c.req.path}.`)));
 
   app.onError((error, c) => {
-    if (error instanceof DomainError) return problemResponse(c, problemOf(error.code, error.message));
+    if (error instanceof DomainError) {
+      const headers = error.code === "UNAUTHENTICATED" ? { "WWW-Authenticate": 'Bearer realm="flashcart"' } : undefined;
+      return problemResponse(c, problemOf(error.code, error.message), headers);
+    }
     if (error instanceof HTTPException) {
       // Hono's own 4xx: malformed JSON (400), a body that is not JSON (415), a body over the limit (413).
       if (error.status === 415) return problemResponse(c, problemOf("UNSUPPORTED_MEDIA_TYPE", error.message));

@@ -28,6 +28,15 @@ const envSchema = z.object({
   /** NORMAL in WAL mode never corrupts the database; a power loss may drop the last commits. FULL fsyncs each commit. */
   SQLITE_SYNCHRONOUS: z.enum(["NORMAL", "FULL"]).default("NORMAL"),
   SQLITE_BUSY_TIMEOUT_MS: z.coerce.number().int().min(0).max(60_000).default(5000),
+  /** HS256 secret for bearer tokens; unset with a SQLite file: generated once beside the database. */
+  JWT_SECRET: z
+    .string()
+    .refine((secret) => Buffer.byteLength(secret) >= 32, "must be at least 32 bytes")
+    .optional(),
+  /** Per-caller limits on coupon claims and order placement, per window; 0 turns a limit off. */
+  RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(100).max(3_600_000).default(10_000),
+  RATE_LIMIT_COUPON_CLAIMS: z.coerce.number().int().min(0).max(1_000_000).default(50),
+  RATE_LIMIT_ORDERS: z.coerce.number().int().min(0).max(1_000_000).default(50),
 });
 
 export type LogLevel = z.infer<typeof envSchema>["LOG_LEVEL"];
@@ -38,6 +47,15 @@ export interface Config {
   database: { kind: "sqlite"; path: string };
   logLevel: LogLevel;
   sqlite: { synchronous: "NORMAL" | "FULL"; busyTimeoutMs: number };
+  jwtSecret: string | null;
+  rateLimit: RateLimits;
+}
+
+export interface RateLimits {
+  windowMs: number;
+  /** Requests per window per caller; 0 = no limit. */
+  couponClaims: number;
+  orders: number;
 }
 
 export class ConfigError extends Error {
@@ -59,5 +77,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     database: e.DATABASE_URL,
     logLevel: e.LOG_LEVEL,
     sqlite: { synchronous: e.SQLITE_SYNCHRONOUS, busyTimeoutMs: e.SQLITE_BUSY_TIMEOUT_MS },
+    jwtSecret: e.JWT_SECRET ?? null,
+    rateLimit: {
+      windowMs: e.RATE_LIMIT_WINDOW_MS,
+      couponClaims: e.RATE_LIMIT_COUPON_CLAIMS,
+      orders: e.RATE_LIMIT_ORDERS,
+    },
   };
 }

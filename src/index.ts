@@ -3,6 +3,8 @@
  * `createApp` in app.ts. (No default export here: Bun would start a second server from it.)
  */
 import { createApp } from "./app.ts";
+import { resolveJwtSecret } from "./auth/secret.ts";
+import { TokenVerifier } from "./auth/tokens.ts";
 import { ConfigError, loadConfig } from "./config.ts";
 import { limits } from "./domain/limits.ts";
 import { systemClock } from "./domain/time.ts";
@@ -22,7 +24,8 @@ try {
 
 const logger = createLogger(config.logLevel);
 const store = openStore(config);
-const app = createApp({ store, clock: systemClock, logger });
+const verifier = new TokenVerifier(resolveJwtSecret(config, logger));
+const app = createApp({ store, clock: systemClock, logger, verifier, rateLimits: config.rateLimit });
 
 const server = Bun.serve({
   port: config.port,

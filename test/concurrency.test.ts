@@ -3,7 +3,7 @@
  * once; afterwards the exact counts are checked over HTTP and in the file itself.
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { type Client, client, type Reply } from "./support/api.ts";
+import type { Client, Reply } from "./support/api.ts";
 import { brokenInvariants } from "./support/invariants.ts";
 import { startServer, type TestServer } from "./support/server.ts";
 
@@ -12,7 +12,7 @@ let api: Client;
 
 beforeEach(async () => {
   server = await startServer();
-  api = client(server.url);
+  api = server.admin;
 });
 afterEach(async () => {
   await server.stop();
@@ -27,10 +27,20 @@ function tally(replies: Reply[]): Record<string, number> {
   return counts;
 }
 
-async function users(count: number, points = 0): Promise<number[]> {
-  const ids: number[] = [];
-  for (let i = 0; i < count; i++) ids.push((await api.user(`u${i}`, points)).id);
-  return ids;
+interface Buyer {
+  id: number;
+  /** The user's own client, carrying their own token: every race below runs with real user tokens. */
+  api: Client;
+}
+
+/** Creates users as admin, optionally charged with points. */
+async function users(count: number, points = 0): Promise<Buyer[]> {
+  const buyers: Buyer[] = [];
+  for (let i = 0; i < count; i++) {
+    const { id } = await api.user(`u${i}`, points);
+    buyers.push({ id, api: await server.as(id) });
+  }
+  return buyers;
 }
 
 const scalar = (sql: string, ...params: number[]) => Object.values(server.db.query(sql).get(...params) as object)[0];
@@ -38,9 +48,11 @@ const scalar = (sql: string, ...params: number[]) => Object.values(server.db.que
 describe("first-come coupons", () => {
   test("1,500 users asking twice each at once for 100 coupons: exactly 100 issued, none twice", async () => {
     const coupon = await api.coupon({ totalQuantity: 100 });
-    const ids = await users(1500);
+    const buyers = await users(1500);
 
-    const replies = await Promise.all(ids.flatMap((id) => [api.issue(id, coupon.id), api.issue(id, coupon.id)]));
+    const replies = await Promise.all(
+      buyers.flatMap((b) => [b.api.issue(b.id, coupon.id), b.api.issue(b.id, coupon.id)]),
+    );
 
     const counts = tally(replies);
     expect(counts["201"]).toBe(100);
@@ -60,12 +72,12 @@ describe("first-come coupons", () => {
 
   test("one user sending 200 simultaneous claims gets exactly one coupon", async () => {
     const coupon = await api.coupon({ totalQuantity: 100 });
-    const [userId] = await users(1);
+    const [buyer] = (await users(1)) as [Buyer];
 
-    const replies = await Promise.all(Array.from({ length: 200 }, () => api.issue(userId as number, coupon.id)));
+    const replies = await Promise.all(Array.from({ length: 200 }, () => buyer.api.issue(buyer.id, coupon.id)));
 
     expect(tally(replies)).toEqual({ "201": 1, "409 COUPON_ALREADY_ISSUED": 199 });
-    expect(scalar("SELECT count(*) FROM user_coupons WHERE user_id = ?", userId as number)).toBe(1);
+    expect(scalar("SELECT count(*) FROM user_coupons WHERE user_id = ?", buyer.id)).toBe(1);
     expect(scalar("SELECT issued_quantity FROM coupons WHERE id = ?", coupon.id)).toBe(1);
   });
 });
@@ -73,9 +85,9 @@ describe("first-come coupons", () => {
 describe("orders", () => {
   test("300 buyers for 50 units: exactly 50 orders and stock 0", async () => {
     const product = await api.product(1000, 50);
-    const ids = await users(300, 10_000);
+    const buyers = await users(300, 10_000);
 
-    const replies = await Promise.all(ids.map((id) => api.order(id, [{ productId: product.id, quantity: 1 }])));
+    const replies = await Promise.all(buyers.map((b) => b.api.order(b.id, [{ productId: product.id, quantity: 1 }])));
 
     expect(tally(replies)).toEqual({ "201": 50, "409 INSUFFICIENT_STOCK": 250 });
     expect((await api.get(`/api/products/${product.id}`)).body.stock).toBe(0);
@@ -87,13 +99,13 @@ describe("orders", () => {
   test("one coupon in 30 simultaneous orders is used exactly once", async () => {
     const product = await api.product(5000, 1000);
     const coupon = await api.coupon({ discountType: "FIXED", discountValue: 2000, totalQuantity: 10 });
-    const [userId] = await users(1, 1_000_000);
-    const held = await api.issue(userId as number, coupon.id);
+    const [buyer] = (await users(1, 1_000_000)) as [Buyer];
+    const held = await buyer.api.issue(buyer.id, coupon.id);
     expect(held.status).toBe(201);
 
     const replies = await Promise.all(
       Array.from({ length: 30 }, () =>
-        api.order(userId as number, [{ productId: product.id, quantity: 1 }], held.body.id),
+        buyer.api.order(buyer.id, [{ productId: product.id, quantity: 1 }], held.body.id),
       ),
     );
 
@@ -107,15 +119,15 @@ describe("orders", () => {
 
   test("1,000 points against 50 simultaneous 100-point orders: exactly 10 paid, balance 0", async () => {
     const product = await api.product(100, 1000);
-    const [userId] = await users(1, 1000);
+    const [buyer] = (await users(1, 1000)) as [Buyer];
 
     const replies = await Promise.all(
-      Array.from({ length: 50 }, () => api.order(userId as number, [{ productId: product.id, quantity: 1 }])),
+      Array.from({ length: 50 }, () => buyer.api.order(buyer.id, [{ productId: product.id, quantity: 1 }])),
     );
 
     expect(tally(replies)).toEqual({ "201": 10, "409 INSUFFICIENT_POINTS": 40 });
-    expect((await api.get(`/api/users/${userId}/points`)).body).toEqual({ userId, balance: 0 });
-    expect(scalar("SELECT count(*) FROM point_history WHERE user_id = ? AND type = 'USE'", userId as number)).toBe(10);
+    expect((await buyer.api.get(`/api/users/${buyer.id}/points`)).body).toEqual({ userId: buyer.id, balance: 0 });
+    expect(scalar("SELECT count(*) FROM point_history WHERE user_id = ? AND type = 'USE'", buyer.id)).toBe(10);
     expect((await api.get(`/api/products/${product.id}`)).body.stock).toBe(990);
     expect(brokenInvariants(server.db, new Map([[product.id, 1000]]))).toEqual([]);
   });
@@ -123,23 +135,23 @@ describe("orders", () => {
   test("orders and cancels racing on the same products keep stock and points exact", async () => {
     const a = await api.product(300, 40);
     const b = await api.product(700, 40);
-    const ids = await users(40, 5000);
+    const buyers = await users(40, 5000);
     const items = [
       { productId: b.id, quantity: 2 },
       { productId: a.id, quantity: 1 },
     ];
 
-    const placed = await Promise.all(ids.map((id) => api.order(id, items)));
+    const placed = await Promise.all(buyers.map((b) => b.api.order(b.id, items)));
     expect(tally(placed)).toEqual({ "201": 20, "409 INSUFFICIENT_STOCK": 20 });
 
-    const orderIds = placed.filter((r) => r.status === 201).map((r) => r.body.id as number);
-    const losers = ids.filter((_, i) => placed[i]?.status !== 201);
-    // Every winner cancels (twice, concurrently) while every loser tries again.
-    const cancels = orderIds.flatMap((id) => [
-      api.post(`/api/orders/${id}/cancel`),
-      api.post(`/api/orders/${id}/cancel`),
-    ]);
-    const retries = losers.map((id) => api.order(id, items));
+    const winners = buyers.filter((_, i) => placed[i]?.status === 201);
+    const losers = buyers.filter((_, i) => placed[i]?.status !== 201);
+    // Every winner cancels their order (twice, concurrently) while every loser tries again.
+    const cancels = winners.flatMap((w) => {
+      const orderId = placed[buyers.indexOf(w)]?.body.id as number;
+      return [w.api.post(`/api/orders/${orderId}/cancel`), w.api.post(`/api/orders/${orderId}/cancel`)];
+    });
+    const retries = losers.map((l) => l.api.order(l.id, items));
     const [cancelled, retried] = await Promise.all([Promise.all(cancels), Promise.all(retries)]);
 
     expect(tally(cancelled)).toEqual({ "200": 20, "409 ORDER_NOT_CANCELLABLE": 20 });

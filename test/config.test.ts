@@ -9,6 +9,8 @@ describe("loadConfig", () => {
       database: { kind: "sqlite", path: "./data/flashcart.db" },
       logLevel: "info",
       sqlite: { synchronous: "NORMAL", busyTimeoutMs: 5000 },
+      jwtSecret: null,
+      rateLimit: { windowMs: 10_000, couponClaims: 50, orders: 50 },
     });
   });
 
@@ -20,6 +22,10 @@ describe("loadConfig", () => {
       LOG_LEVEL: "debug",
       SQLITE_SYNCHRONOUS: "FULL",
       SQLITE_BUSY_TIMEOUT_MS: "250",
+      JWT_SECRET: "s".repeat(32),
+      RATE_LIMIT_WINDOW_MS: "1000",
+      RATE_LIMIT_COUPON_CLAIMS: "0",
+      RATE_LIMIT_ORDERS: "7",
     });
     expect(config).toEqual({
       port: 8080,
@@ -27,6 +33,8 @@ describe("loadConfig", () => {
       database: { kind: "sqlite", path: "/var/lib/flashcart/db.sqlite" },
       logLevel: "debug",
       sqlite: { synchronous: "FULL", busyTimeoutMs: 250 },
+      jwtSecret: "s".repeat(32),
+      rateLimit: { windowMs: 1000, couponClaims: 0, orders: 7 },
     });
   });
 
@@ -44,6 +52,9 @@ describe("loadConfig", () => {
     [{ LOG_LEVEL: "loud" }, "LOG_LEVEL"],
     [{ SQLITE_SYNCHRONOUS: "OFF" }, "SQLITE_SYNCHRONOUS"],
     [{ SQLITE_BUSY_TIMEOUT_MS: "-5" }, "SQLITE_BUSY_TIMEOUT_MS"],
+    [{ JWT_SECRET: "too-short-a-secret" }, "JWT_SECRET"],
+    [{ JWT_SECRET: "é".repeat(15) }, "JWT_SECRET"],
+    [{ RATE_LIMIT_ORDERS: "lots" }, "RATE_LIMIT_ORDERS"],
   ])("%o is refused, naming %s", (env, variable) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(new RegExp(`^Invalid configuration:\\n  ${variable}: `));

@@ -4,10 +4,11 @@
 
 import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { type Client, client } from "./support/api.ts";
+import { tokenFor } from "./support/server.ts";
 
 const entry = resolve(import.meta.dir, "../src/index.ts");
 const cleanups: (() => void)[] = [];
@@ -24,7 +25,15 @@ function tempDir(): string {
 interface Running {
   proc: Bun.Subprocess<"ignore", "pipe", "pipe">;
   url: string;
-  api: Client;
+  /** Messages logged before the server was listening. */
+  logs: string[];
+  /** A client with no token. */
+  anonymous: Client;
+}
+
+/** Signs tokens with the secret a server generated beside its database. */
+function secretBeside(dbPath: string): Uint8Array {
+  return new TextEncoder().encode(readFileSync(`${dbPath}.jwt-secret`, "utf8").trim());
 }
 
 /** Starts the server on a random port and waits for its "listening" log line. */
@@ -38,34 +47,45 @@ async function launch(cwd: string, env: Record<string, string> = {}): Promise<Ru
   });
   cleanups.push(() => proc.kill("SIGKILL"));
   const reader = proc.stdout.getReader();
+  const logs: { msg: string; url?: string }[] = [];
   let text = "";
-  while (!text.includes("\n")) {
+  while (!logs.some((line) => line.msg === "flashcart listening")) {
     const { value, done } = await reader.read();
     if (done) throw new Error(`server exited before listening: ${await new Response(proc.stderr).text()}`);
     text += new TextDecoder().decode(value);
+    const lines = text.split("\n");
+    text = lines.pop() as string;
+    for (const line of lines) logs.push(JSON.parse(line));
   }
   reader.releaseLock();
-  const line = JSON.parse(text.split("\n")[0] as string) as { msg: string; url: string };
-  expect(line.msg).toBe("flashcart listening");
-  const url = line.url.replace(/\/$/, "");
-  return { proc, url, api: client(url) };
+  const listening = logs.find((line) => line.msg === "flashcart listening") as { url: string };
+  const url = listening.url.replace(/\/$/, "");
+  return { proc, url, logs: logs.map((line) => line.msg), anonymous: client(url) };
 }
 
 describe("bun start", () => {
   test("on a fresh directory: creates ./data/flashcart.db, migrates, serves, and stops cleanly on SIGTERM", async () => {
     const cwd = tempDir();
-    const { proc, api } = await launch(cwd);
-    expect((await api.get("/health")).body).toEqual({ status: "ok" });
-    expect((await api.get("/ready")).body).toEqual({ status: "ready" });
-    const user = await api.user("first", 5000);
-    const product = await api.product(1200, 3);
-    expect((await api.order(user.id, [{ productId: product.id, quantity: 2 }])).status).toBe(201);
+    const { proc, url, logs, anonymous } = await launch(cwd);
+    expect(logs).toEqual(["JWT_SECRET is not set: generated a secret for this database", "flashcart listening"]);
+    expect((await anonymous.get("/health")).body).toEqual({ status: "ok" });
+    expect((await anonymous.get("/ready")).body).toEqual({ status: "ready" });
+
+    // No JWT_SECRET: one was generated beside the database, readable by its owner only.
+    const dbPath = join(cwd, "data", "flashcart.db");
+    expect(existsSync(dbPath)).toBe(true);
+    expect(statSync(`${dbPath}.jwt-secret`).mode & 0o777).toBe(0o600);
+    const secret = secretBeside(dbPath);
+    const admin = client(url, await tokenFor(secret, "admin"));
+    const user = await admin.user("first", 5000);
+    const product = await admin.product(1200, 3);
+    const buyer = client(url, await tokenFor(secret, user.id));
+    expect((await buyer.order(user.id, [{ productId: product.id, quantity: 2 }])).status).toBe(201);
+    expect((await anonymous.order(user.id, [{ productId: product.id, quantity: 1 }])).status).toBe(401);
 
     proc.kill("SIGTERM");
     expect(await proc.exited).toBe(0);
 
-    const dbPath = join(cwd, "data", "flashcart.db");
-    expect(existsSync(dbPath)).toBe(true);
     const db = new Database(dbPath, { readonly: true });
     expect(db.query("SELECT balance FROM users WHERE id = ?").get(user.id)).toEqual({ balance: 5000 - 2400 });
     expect(db.query("SELECT stock FROM products WHERE id = ?").get(product.id)).toEqual({ stock: 1 });
@@ -90,15 +110,20 @@ describe("several processes on one database file", () => {
   test("3 servers sharing a file issue exactly the supply and never one coupon twice", async () => {
     const cwd = tempDir();
     const env = { DATABASE_URL: `sqlite:${join(cwd, "shared.db")}` };
-    const first = await launch(cwd, env);
-    const coupon = await first.api.coupon({ totalQuantity: 60 });
-    const userIds: number[] = [];
-    for (let i = 0; i < 200; i++) userIds.push((await first.api.user(`u${i}`)).id);
-    const servers = [first, await launch(cwd, env), await launch(cwd, env)];
+    // All three start at once: they must agree on one generated secret.
+    const servers = await Promise.all([launch(cwd, env), launch(cwd, env), launch(cwd, env)]);
+    const secret = secretBeside(join(cwd, "shared.db"));
+    const admin = client((servers[0] as Running).url, await tokenFor(secret, "admin"));
+    const coupon = await admin.coupon({ totalQuantity: 60 });
+    const users: { id: number; token: string }[] = [];
+    for (let i = 0; i < 200; i++) {
+      const { id } = await admin.user(`u${i}`);
+      users.push({ id, token: await tokenFor(secret, id) });
+    }
 
     // Every user asks every server at once.
     const replies = await Promise.all(
-      userIds.flatMap((id) => servers.map((server) => server.api.issue(id, coupon.id))),
+      users.flatMap((user) => servers.map((server) => client(server.url, user.token).issue(user.id, coupon.id))),
     );
 
     const statuses = replies.map((r) => (r.status === 201 ? "201" : `${r.status} ${r.body?.code}`));

@@ -1,8 +1,11 @@
 import { createRoute, z } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
+import { assertMayActFor } from "../domain/access.ts";
 import { couponDefinitionProblems } from "../domain/coupon.ts";
 import { limits } from "../domain/limits.ts";
-import { type AppDeps, createRouter } from "./router.ts";
-import { idField, idParam, nameField, problems, timestamp, userIdParams } from "./schemas.ts";
+import { type AppEnv, callerOf, requireAdmin, requireCaller } from "./auth.ts";
+import { bearerAuth, createRouter, type RouteDeps } from "./router.ts";
+import { authProblems, idField, idParam, nameField, problems, timestamp, userIdParams } from "./schemas.ts";
 
 export const couponSchema = z
   .object({
@@ -86,11 +89,13 @@ const createCoupon = createRoute({
   method: "post",
   path: "/api/coupons",
   tags,
-  summary: "Create a coupon drop",
+  summary: "Create a coupon drop (admin)",
+  security: bearerAuth,
+  middleware: [requireAdmin] as const,
   request: { body: { required: true, content: { "application/json": { schema: newCouponBody } } } },
   responses: {
     201: { description: "Created", content: { "application/json": { schema: couponSchema } } },
-    ...problems({ 400: "VALIDATION_FAILED", 413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE" }),
+    ...problems({ 400: "VALIDATION_FAILED", ...authProblems, 413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE" }),
   },
 });
 
@@ -110,42 +115,52 @@ const issueResponses = {
   201: { description: "Issued", content: { "application/json": { schema: issuedCouponSchema } } },
   ...problems({
     400: "VALIDATION_FAILED",
+    ...authProblems,
     404: "USER_NOT_FOUND, COUPON_NOT_FOUND",
     409: "COUPON_ALREADY_ISSUED, COUPON_SOLD_OUT, COUPON_NOT_ACTIVE",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "RATE_LIMITED",
   }),
 };
 
 const issueDescription =
   "First come, first served: exactly `totalQuantity` coupons are issued however many ask at once, and never two to one user.";
 
-const issueCoupon = createRoute({
-  method: "post",
-  path: "/api/users/{userId}/coupons",
-  tags,
-  summary: "Claim a coupon for a user",
-  description: issueDescription,
-  request: { params: userIdParams, body: { required: true, content: { "application/json": { schema: issueBody } } } },
-  responses: issueResponses,
-});
+const issueCoupon = (limit: MiddlewareHandler<AppEnv>) =>
+  createRoute({
+    method: "post",
+    path: "/api/users/{userId}/coupons",
+    tags,
+    summary: "Claim a coupon for a user",
+    description: issueDescription,
+    security: bearerAuth,
+    middleware: [requireCaller, limit] as const,
+    request: { params: userIdParams, body: { required: true, content: { "application/json": { schema: issueBody } } } },
+    responses: issueResponses,
+  });
 
 /** The original report's endpoint, kept so its load scripts run unchanged. */
-const issueCouponLegacy = createRoute({
-  method: "post",
-  path: "/api/coupons/{userId}",
-  tags,
-  summary: "Claim a coupon for a user (the report's path)",
-  description: `${issueDescription} Same as POST /api/users/{userId}/coupons.`,
-  request: { params: userIdParams, body: { required: true, content: { "application/json": { schema: issueBody } } } },
-  responses: issueResponses,
-});
+const issueCouponLegacy = (limit: MiddlewareHandler<AppEnv>) =>
+  createRoute({
+    method: "post",
+    path: "/api/coupons/{userId}",
+    tags,
+    summary: "Claim a coupon for a user (the report's path)",
+    description: `${issueDescription} Same as POST /api/users/{userId}/coupons.`,
+    security: bearerAuth,
+    middleware: [requireCaller, limit] as const,
+    request: { params: userIdParams, body: { required: true, content: { "application/json": { schema: issueBody } } } },
+    responses: issueResponses,
+  });
 
 const listUserCoupons = createRoute({
   method: "get",
   path: "/api/users/{userId}/coupons",
   tags,
   summary: "List a user's coupons",
+  security: bearerAuth,
+  middleware: [requireCaller] as const,
   request: {
     params: userIdParams,
     query: z.object({ status: userCouponStatus.optional().openapi({ param: { name: "status", in: "query" } }) }),
@@ -155,26 +170,29 @@ const listUserCoupons = createRoute({
       description: "The user's coupons, oldest first",
       content: { "application/json": { schema: z.object({ items: z.array(userCouponSchema) }) } },
     },
-    ...problems({ 400: "VALIDATION_FAILED", 404: "USER_NOT_FOUND" }),
+    ...problems({ 400: "VALIDATION_FAILED", ...authProblems, 404: "USER_NOT_FOUND" }),
   },
 });
 
-export function couponsRoutes({ store, clock }: AppDeps) {
+export function couponsRoutes({ store, clock, limits }: RouteDeps) {
   return createRouter()
     .openapi(createCoupon, async (c) => c.json(await store.createCoupon(c.req.valid("json"), clock.now()), 201))
     .openapi(getCoupon, async (c) => c.json(await store.getCoupon(c.req.valid("param").couponId), 200))
-    .openapi(issueCoupon, async (c) => {
+    .openapi(issueCoupon(limits.couponClaims), async (c) => {
       const { userId } = c.req.valid("param");
+      assertMayActFor(callerOf(c), userId);
       const { couponId } = c.req.valid("json");
       return c.json(await store.issueCoupon({ userId, couponId, now: clock.now() }), 201);
     })
-    .openapi(issueCouponLegacy, async (c) => {
+    .openapi(issueCouponLegacy(limits.couponClaims), async (c) => {
       const { userId } = c.req.valid("param");
+      assertMayActFor(callerOf(c), userId);
       const { couponId } = c.req.valid("json");
       return c.json(await store.issueCoupon({ userId, couponId, now: clock.now() }), 201);
     })
     .openapi(listUserCoupons, async (c) => {
       const { userId } = c.req.valid("param");
+      assertMayActFor(callerOf(c), userId);
       const status = c.req.valid("query").status ?? null;
       return c.json({ items: await store.listUserCoupons({ userId, status, now: clock.now() }) }, 200);
     });

@@ -1,5 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { type AppDeps, createRouter } from "./router.ts";
+import { createRouter, type RouteDeps } from "./router.ts";
 
 const health = createRoute({
   method: "get",
@@ -28,7 +28,7 @@ const ready = createRoute({
   },
 });
 
-export function healthRoutes({ store, logger }: AppDeps) {
+export function healthRoutes({ store, logger }: RouteDeps) {
   return createRouter()
     .openapi(health, (c) => c.json({ status: "ok" as const }, 200))
     .openapi(ready, async (c) => {

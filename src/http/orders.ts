@@ -1,7 +1,11 @@
 import { createRoute, z } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
+import { assertMayActFor } from "../domain/access.ts";
 import { limits } from "../domain/limits.ts";
-import { type AppDeps, createRouter, idempotencyClaim, replay } from "./router.ts";
+import { type AppEnv, callerOf, requireCaller } from "./auth.ts";
+import { bearerAuth, createRouter, idempotencyClaim, type RouteDeps, replay } from "./router.ts";
 import {
+  authProblems,
   idempotencyHeaders,
   idField,
   idParam,
@@ -50,39 +54,46 @@ const placeOrderBody = z.strictObject({
 const tags = ["Orders"];
 const orderIdParams = z.object({ orderId: idParam("orderId") });
 
-const placeOrder = createRoute({
-  method: "post",
-  path: "/api/orders",
-  tags,
-  summary: "Place and pay an order",
-  description:
-    "All or nothing: stock is taken, the coupon marked USED and the points paid in one transaction. Prices come from the catalogue. Accepts an Idempotency-Key.",
-  request: {
-    headers: idempotencyHeaders,
-    body: { required: true, content: { "application/json": { schema: placeOrderBody } } },
-  },
-  responses: {
-    201: { description: "Paid", content: { "application/json": { schema: orderSchema } } },
-    ...problems({
-      400: "VALIDATION_FAILED",
-      404: "USER_NOT_FOUND, PRODUCT_NOT_FOUND",
-      409: "INSUFFICIENT_STOCK, INSUFFICIENT_POINTS, COUPON_NOT_USABLE",
-      413: "PAYLOAD_TOO_LARGE",
-      415: "UNSUPPORTED_MEDIA_TYPE",
-      422: "IDEMPOTENCY_KEY_REUSED",
-    }),
-  },
-});
+const placeOrder = (limit: MiddlewareHandler<AppEnv>) =>
+  createRoute({
+    method: "post",
+    path: "/api/orders",
+    tags,
+    summary: "Place and pay an order",
+    security: bearerAuth,
+    middleware: [requireCaller, limit] as const,
+    description:
+      "All or nothing: stock is taken, the coupon marked USED and the points paid in one transaction. Prices come from the catalogue. Accepts an Idempotency-Key.",
+    request: {
+      headers: idempotencyHeaders,
+      body: { required: true, content: { "application/json": { schema: placeOrderBody } } },
+    },
+    responses: {
+      201: { description: "Paid", content: { "application/json": { schema: orderSchema } } },
+      ...problems({
+        400: "VALIDATION_FAILED",
+        ...authProblems,
+        404: "USER_NOT_FOUND, PRODUCT_NOT_FOUND",
+        409: "INSUFFICIENT_STOCK, INSUFFICIENT_POINTS, COUPON_NOT_USABLE",
+        413: "PAYLOAD_TOO_LARGE",
+        415: "UNSUPPORTED_MEDIA_TYPE",
+        422: "IDEMPOTENCY_KEY_REUSED",
+        429: "RATE_LIMITED",
+      }),
+    },
+  });
 
 const getOrder = createRoute({
   method: "get",
   path: "/api/orders/{orderId}",
   tags,
   summary: "Get an order",
+  security: bearerAuth,
+  middleware: [requireCaller] as const,
   request: { params: orderIdParams },
   responses: {
     200: { description: "The order", content: { "application/json": { schema: orderSchema } } },
-    ...problems({ 400: "VALIDATION_FAILED", 404: "ORDER_NOT_FOUND" }),
+    ...problems({ 400: "VALIDATION_FAILED", ...authProblems, 404: "ORDER_NOT_FOUND" }),
   },
 });
 
@@ -91,13 +102,15 @@ const listUserOrders = createRoute({
   path: "/api/users/{userId}/orders",
   tags,
   summary: "List a user's orders, newest first",
+  security: bearerAuth,
+  middleware: [requireCaller] as const,
   request: { params: userIdParams, query: pageQuery },
   responses: {
     200: {
       description: "A page of orders",
       content: { "application/json": { schema: pageOf(orderSchema, "OrderPage") } },
     },
-    ...problems({ 400: "VALIDATION_FAILED", 404: "USER_NOT_FOUND" }),
+    ...problems({ 400: "VALIDATION_FAILED", ...authProblems, 404: "USER_NOT_FOUND" }),
   },
 });
 
@@ -106,29 +119,41 @@ const cancelOrder = createRoute({
   path: "/api/orders/{orderId}/cancel",
   tags,
   summary: "Cancel a paid order",
+  security: bearerAuth,
+  middleware: [requireCaller] as const,
   description: "The exact inverse of placing it: stock back, points refunded, the coupon AVAILABLE again.",
   request: { params: orderIdParams },
   responses: {
     200: { description: "Cancelled", content: { "application/json": { schema: orderSchema } } },
-    ...problems({ 400: "VALIDATION_FAILED", 404: "ORDER_NOT_FOUND", 409: "ORDER_NOT_CANCELLABLE" }),
+    ...problems({ 400: "VALIDATION_FAILED", ...authProblems, 404: "ORDER_NOT_FOUND", 409: "ORDER_NOT_CANCELLABLE" }),
   },
 });
 
-export function ordersRoutes({ store, clock }: AppDeps) {
+export function ordersRoutes({ store, clock, limits }: RouteDeps) {
   return createRouter()
-    .openapi(placeOrder, async (c) => {
+    .openapi(placeOrder(limits.orders), async (c) => {
       const body = c.req.valid("json");
+      assertMayActFor(callerOf(c), body.userId);
       const idempotency = idempotencyClaim(c, c.req.valid("header")["idempotency-key"], body, 201);
       const result = await store.placeOrder({ ...body, now: clock.now(), idempotency });
       if (result.replayed) return replay(c, result);
       return c.json(result.value, 201);
     })
-    .openapi(getOrder, async (c) => c.json(await store.getOrder(c.req.valid("param").orderId), 200))
-    .openapi(listUserOrders, async (c) => {
-      const { limit, cursor } = c.req.valid("query");
-      return c.json(await store.listUserOrders(c.req.valid("param").userId, { limit, after: cursor }), 200);
+    .openapi(getOrder, async (c) => {
+      const order = await store.getOrder(c.req.valid("param").orderId);
+      assertMayActFor(callerOf(c), order.userId);
+      return c.json(order, 200);
     })
-    .openapi(cancelOrder, async (c) =>
-      c.json(await store.cancelOrder({ orderId: c.req.valid("param").orderId, now: clock.now() }), 200),
-    );
+    .openapi(listUserOrders, async (c) => {
+      const { userId } = c.req.valid("param");
+      assertMayActFor(callerOf(c), userId);
+      const { limit, cursor } = c.req.valid("query");
+      return c.json(await store.listUserOrders(userId, { limit, after: cursor }), 200);
+    })
+    .openapi(cancelOrder, async (c) => {
+      const { orderId } = c.req.valid("param");
+      // An order's owner never changes, so checking it before the cancel transaction is race-free.
+      assertMayActFor(callerOf(c), (await store.getOrder(orderId)).userId);
+      return c.json(await store.cancelOrder({ orderId, now: clock.now() }), 200);
+    });
 }

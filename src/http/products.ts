@@ -1,7 +1,8 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { DAY_MS, limits } from "../domain/limits.ts";
-import { type AppDeps, createRouter } from "./router.ts";
-import { boundedIntQuery, idParam, nameField, pageOf, pageQuery, problems } from "./schemas.ts";
+import { requireAdmin } from "./auth.ts";
+import { bearerAuth, createRouter, type RouteDeps } from "./router.ts";
+import { authProblems, boundedIntQuery, idParam, nameField, pageOf, pageQuery, problems } from "./schemas.ts";
 
 export const productSchema = z
   .object({ id: z.int(), name: z.string(), price: z.int(), stock: z.int() })
@@ -17,7 +18,9 @@ const createProduct = createRoute({
   method: "post",
   path: "/api/products",
   tags,
-  summary: "Create a product",
+  summary: "Create a product (admin)",
+  security: bearerAuth,
+  middleware: [requireAdmin] as const,
   request: {
     body: {
       required: true,
@@ -34,7 +37,7 @@ const createProduct = createRoute({
   },
   responses: {
     201: { description: "Created", content: { "application/json": { schema: productSchema } } },
-    ...problems({ 400: "VALIDATION_FAILED", 413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE" }),
+    ...problems({ 400: "VALIDATION_FAILED", ...authProblems, 413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE" }),
   },
 });
 
@@ -86,7 +89,7 @@ const getProduct = createRoute({
   },
 });
 
-export function productsRoutes({ store, clock }: AppDeps) {
+export function productsRoutes({ store, clock }: RouteDeps) {
   return createRouter()
     .openapi(createProduct, async (c) => c.json(await store.createProduct(c.req.valid("json"), clock.now()), 201))
     .openapi(listProducts, async (c) => {

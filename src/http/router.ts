@@ -1,23 +1,36 @@
 import { createHash } from "node:crypto";
 import { OpenAPIHono } from "@hono/zod-openapi";
-import type { Context } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { TokenVerifier } from "../auth/tokens.ts";
+import type { RateLimits } from "../config.ts";
 import type { Clock } from "../domain/time.ts";
 import type { Logger } from "../logger.ts";
 import type { IdempotencyClaim, Store } from "../store/port.ts";
+import type { AppEnv } from "./auth.ts";
 import { problemOf, problemResponse } from "./problem.ts";
 
 export interface AppDeps {
   store: Store;
   clock: Clock;
   logger: Logger;
+  verifier: TokenVerifier;
+  rateLimits: RateLimits;
+}
+
+/** What the routers get from createApp: the dependencies plus the per-caller limiters built from config. */
+export interface RouteDeps extends AppDeps {
+  limits: { couponClaims: MiddlewareHandler<AppEnv>; orders: MiddlewareHandler<AppEnv> };
 }
 
 const targetNames: Record<string, string> = { json: "body", param: "path", query: "query", header: "header" };
 
+/** Documents a route as needing `Authorization: Bearer <token>`. */
+export const bearerAuth = [{ bearerAuth: [] }];
+
 /** A router whose request validation failures are answered as 400 problem+json, like every other error. */
-export function createRouter(): OpenAPIHono {
-  return new OpenAPIHono({
+export function createRouter(): OpenAPIHono<AppEnv> {
+  return new OpenAPIHono<AppEnv>({
     defaultHook: (result, c) => {
       if (result.success) return;
       const where = targetNames[result.target] ?? result.target;

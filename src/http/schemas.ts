@@ -80,13 +80,16 @@ export const problemSchema = z
 const problemContent = { "application/problem+json": { schema: problemSchema } };
 
 /** Documents error responses; the descriptions list the codes a route can answer with. */
-export function problems(byStatus: Partial<Record<400 | 404 | 409 | 413 | 415 | 422, string>>) {
+export function problems(byStatus: Partial<Record<400 | 401 | 403 | 404 | 409 | 413 | 415 | 422 | 429, string>>) {
   const out: Record<number, { description: string; content: typeof problemContent }> = {};
   for (const [status, description] of Object.entries(byStatus)) {
     out[Number(status)] = { description, content: problemContent };
   }
   return out;
 }
+
+/** The answers every route that needs a token can give besides its own. */
+export const authProblems = { 401: "UNAUTHENTICATED", 403: "FORBIDDEN" } as const;
 
 export const idempotencyHeaders = z.object({
   "idempotency-key": z

@@ -1,6 +1,8 @@
 import { createRoute, z } from "@hono/zod-openapi";
+import { assertMayActFor } from "../domain/access.ts";
 import { limits } from "../domain/limits.ts";
-import { type AppDeps, createRouter, idempotencyClaim, replay } from "./router.ts";
+import { callerOf, requireAdmin, requireCaller } from "./auth.ts";
+import { bearerAuth, createRouter, idempotencyClaim, type RouteDeps, replay } from "./router.ts";
 import { idempotencyHeaders, nameField, pageOf, pageQuery, problems, timestamp, userIdParams } from "./schemas.ts";
 
 export const userSchema = z
@@ -26,13 +28,21 @@ const createUser = createRoute({
   method: "post",
   path: "/api/users",
   tags,
-  summary: "Create a user",
+  summary: "Create a user (admin)",
+  security: bearerAuth,
+  middleware: [requireAdmin] as const,
   request: {
     body: { required: true, content: { "application/json": { schema: z.strictObject({ name: nameField }) } } },
   },
   responses: {
     201: { description: "Created", content: { "application/json": { schema: userSchema } } },
-    ...problems({ 400: "VALIDATION_FAILED", 413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE" }),
+    ...problems({
+      400: "VALIDATION_FAILED",
+      401: "UNAUTHENTICATED",
+      403: "FORBIDDEN",
+      413: "PAYLOAD_TOO_LARGE",
+      415: "UNSUPPORTED_MEDIA_TYPE",
+    }),
   },
 });
 
@@ -41,10 +51,12 @@ const getUser = createRoute({
   path: "/api/users/{userId}",
   tags,
   summary: "Get a user",
+  security: bearerAuth,
+  middleware: [requireCaller] as const,
   request: { params: userIdParams },
   responses: {
     200: { description: "The user", content: { "application/json": { schema: userSchema } } },
-    ...problems({ 400: "VALIDATION_FAILED", 404: "USER_NOT_FOUND" }),
+    ...problems({ 400: "VALIDATION_FAILED", 401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "USER_NOT_FOUND" }),
   },
 });
 
@@ -53,10 +65,12 @@ const getPoints = createRoute({
   path: "/api/users/{userId}/points",
   tags,
   summary: "Get a user's point balance",
+  security: bearerAuth,
+  middleware: [requireCaller] as const,
   request: { params: userIdParams },
   responses: {
     200: { description: "The balance", content: { "application/json": { schema: pointBalanceSchema } } },
-    ...problems({ 400: "VALIDATION_FAILED", 404: "USER_NOT_FOUND" }),
+    ...problems({ 400: "VALIDATION_FAILED", 401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "USER_NOT_FOUND" }),
   },
 });
 
@@ -65,6 +79,8 @@ const chargePoints = createRoute({
   path: "/api/users/{userId}/points/charge",
   tags,
   summary: "Charge points",
+  security: bearerAuth,
+  middleware: [requireCaller] as const,
   description: `Adds 1..${limits.maxCharge} points; a balance never exceeds ${limits.maxBalance}. Accepts an Idempotency-Key.`,
   request: {
     params: userIdParams,
@@ -82,6 +98,8 @@ const chargePoints = createRoute({
     200: { description: "The new balance", content: { "application/json": { schema: pointBalanceSchema } } },
     ...problems({
       400: "VALIDATION_FAILED",
+      401: "UNAUTHENTICATED",
+      403: "FORBIDDEN",
       404: "USER_NOT_FOUND",
       409: "BALANCE_LIMIT_EXCEEDED",
       413: "PAYLOAD_TOO_LARGE",
@@ -96,29 +114,37 @@ const pointHistory = createRoute({
   path: "/api/users/{userId}/points/history",
   tags,
   summary: "List point history, newest first",
+  security: bearerAuth,
+  middleware: [requireCaller] as const,
   request: { params: userIdParams, query: pageQuery },
   responses: {
     200: {
       description: "A page of history",
       content: { "application/json": { schema: pageOf(pointHistoryEntrySchema, "PointHistoryPage") } },
     },
-    ...problems({ 400: "VALIDATION_FAILED", 404: "USER_NOT_FOUND" }),
+    ...problems({ 400: "VALIDATION_FAILED", 401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "USER_NOT_FOUND" }),
   },
 });
 
-export function usersRoutes({ store, clock }: AppDeps) {
+/** The user id of the path, once the caller is known to act for that user. */
+function ownUserId(c: Parameters<typeof callerOf>[0], userId: number): number {
+  assertMayActFor(callerOf(c), userId);
+  return userId;
+}
+
+export function usersRoutes({ store, clock }: RouteDeps) {
   return createRouter()
     .openapi(createUser, async (c) => {
       const { name } = c.req.valid("json");
       return c.json(await store.createUser(name, clock.now()), 201);
     })
-    .openapi(getUser, async (c) => c.json(await store.getUser(c.req.valid("param").userId), 200))
+    .openapi(getUser, async (c) => c.json(await store.getUser(ownUserId(c, c.req.valid("param").userId)), 200))
     .openapi(getPoints, async (c) => {
-      const user = await store.getUser(c.req.valid("param").userId);
+      const user = await store.getUser(ownUserId(c, c.req.valid("param").userId));
       return c.json({ userId: user.id, balance: user.balance }, 200);
     })
     .openapi(chargePoints, async (c) => {
-      const { userId } = c.req.valid("param");
+      const userId = ownUserId(c, c.req.valid("param").userId);
       const body = c.req.valid("json");
       const idempotency = idempotencyClaim(c, c.req.valid("header")["idempotency-key"], body, 200);
       const result = await store.chargePoints({ userId, amount: body.amount, now: clock.now(), idempotency });
@@ -127,6 +153,7 @@ export function usersRoutes({ store, clock }: AppDeps) {
     })
     .openapi(pointHistory, async (c) => {
       const { limit, cursor } = c.req.valid("query");
-      return c.json(await store.listPointHistory(c.req.valid("param").userId, { limit, after: cursor }), 200);
+      const userId = ownUserId(c, c.req.valid("param").userId);
+      return c.json(await store.listPointHistory(userId, { limit, after: cursor }), 200);
     });
 }

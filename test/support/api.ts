@@ -28,12 +28,18 @@ export async function call<T = any>(
   return { status: res.status, body: parsed as T, headers: res.headers };
 }
 
-/** A client bound to one server, with the resources tests create most. */
-export function client(base: string) {
+/**
+ * A client bound to one server and, when given, one bearer token, with the resources tests create most.
+ * Creating users, products and coupons needs an admin token.
+ */
+export function client(base: string, token?: string) {
+  const auth: Record<string, string> = token === undefined ? {} : { authorization: `Bearer ${token}` };
   const api = {
-    get: <T = any>(path: string, headers?: Record<string, string>) => call<T>(base, "GET", path, undefined, headers),
+    token,
+    get: <T = any>(path: string, headers?: Record<string, string>) =>
+      call<T>(base, "GET", path, undefined, { ...auth, ...headers }),
     post: <T = any>(path: string, body?: unknown, headers?: Record<string, string>) =>
-      call<T>(base, "POST", path, body, headers),
+      call<T>(base, "POST", path, body, { ...auth, ...headers }),
 
     async user(name = "buyer", points = 0): Promise<{ id: number; name: string; balance: number }> {
       const created = await api.post("/api/users", { name });
