@@ -85,3 +85,16 @@ export function client(base: string, token?: string) {
 }
 
 export type Client = ReturnType<typeof client>;
+
+/** Asserts an RFC 9457 problem response with the given status and stable code. */
+export function expectProblem(reply: Reply, status: number, code: string): void {
+  const seen = { status: reply.status, contentType: reply.headers.get("content-type"), code: reply.body?.code };
+  const want = { status, contentType: "application/problem+json", code };
+  if (JSON.stringify(seen) !== JSON.stringify(want)) {
+    throw new Error(`expected ${JSON.stringify(want)}, got ${JSON.stringify(seen)}: ${JSON.stringify(reply.body)}`);
+  }
+  for (const field of ["type", "title", "detail"]) {
+    if (typeof reply.body[field] !== "string") throw new Error(`problem without ${field}: ${JSON.stringify(reply.body)}`);
+  }
+  if (reply.body.status !== status) throw new Error(`problem body status ${reply.body.status} != ${status}`);
+}
