@@ -94,7 +94,8 @@ export function expectProblem(reply: Reply, status: number, code: string): void 
     throw new Error(`expected ${JSON.stringify(want)}, got ${JSON.stringify(seen)}: ${JSON.stringify(reply.body)}`);
   }
   for (const field of ["type", "title", "detail"]) {
-    if (typeof reply.body[field] !== "string") throw new Error(`problem without ${field}: ${JSON.stringify(reply.body)}`);
+    if (typeof reply.body[field] !== "string")
+      throw new Error(`problem without ${field}: ${JSON.stringify(reply.body)}`);
   }
   if (reply.body.status !== status) throw new Error(`problem body status ${reply.body.status} != ${status}`);
 }
