@@ -90,9 +90,9 @@ test("random sequences of charge, claim, order and cancel agree with the model",
           const { id } = await admin.user(`user${u}`, STARTING_POINTS);
           users.push({ id, api: await server.as(id) });
         }
-        const products = [];
+        const products: { id: number }[] = [];
         for (const p of PRODUCTS) products.push(await admin.product(p.price, p.stock));
-        const coupons = [];
+        const coupons: { id: number }[] = [];
         for (const c of COUPONS) coupons.push(await admin.coupon({ name: "drop", ...c }));
         const initialStock = new Map(products.map((p, i) => [p.id, PRODUCTS[i]?.stock as number]));
 

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, linkSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Config } from "../config.ts";
 import type { Logger } from "../logger.ts";
@@ -26,13 +26,17 @@ export function resolveJwtSecret(config: Pick<Config, "jwtSecret" | "database">,
   const existing = readSecretFile(file);
   if (existing !== null) return existing;
   mkdirSync(dirname(file), { recursive: true });
+  // Written whole to a private temporary file, then linked into place: link() fails if the secret
+  // exists, so processes starting together agree on one secret and never read a half-written file.
+  const draft = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+  writeFileSync(draft, `${randomBytes(48).toString("base64url")}\n`, { mode: 0o600 });
   try {
-    // "wx": never overwrite a secret another process has just written.
-    writeFileSync(file, `${randomBytes(48).toString("base64url")}\n`, { mode: 0o600, flag: "wx" });
-    chmodSync(file, 0o600);
+    linkSync(draft, file);
     logger.info("JWT_SECRET is not set: generated a secret for this database", { file });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+  } finally {
+    rmSync(draft, { force: true });
   }
   const created = readSecretFile(file);
   if (created === null) throw new Error(`could not read the JWT secret at ${file}`);

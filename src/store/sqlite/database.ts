@@ -2,7 +2,7 @@ import { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { type BunSQLiteDatabase, drizzle } from "drizzle-orm/bun-sqlite";
-import { migrate } from "drizzle-orm/bun-sqlite/migrator";
+import { readMigrationFiles } from "drizzle-orm/migrator";
 import * as schema from "./schema.ts";
 
 export type SqliteDb = BunSQLiteDatabase<typeof schema> & { $client: Database };
@@ -32,9 +32,8 @@ export function openSqlite(options: SqliteOptions): SqliteDb {
     client.run(`PRAGMA busy_timeout = ${Math.trunc(options.busyTimeoutMs)}`);
     client.run("PRAGMA foreign_keys = ON");
     assertPragmas(client, options, inMemory);
-    const db = drizzle({ client, schema });
-    migrate(db, { migrationsFolder: options.migrationsFolder ?? sqliteMigrationsFolder });
-    return db;
+    migrate(client, options.migrationsFolder ?? sqliteMigrationsFolder);
+    return drizzle({ client, schema });
   } catch (error) {
     client.close();
     throw error;
@@ -59,4 +58,31 @@ function assertPragmas(client: Database, options: SqliteOptions, inMemory: boole
     const got = pragma(client, name);
     if (got !== want) throw new Error(`SQLite refused PRAGMA ${name}: expected ${String(want)}, got ${String(got)}`);
   }
+}
+
+/**
+ * Applies drizzle-kit's migrations, with drizzle's own journal reader and bookkeeping table, but
+ * inside one `BEGIN IMMEDIATE` transaction. drizzle's migrator reads the last applied migration
+ * before it takes any lock, so two processes starting on a new database both try to create every
+ * table and one of them crashes. Here the second waits for the first, then finds nothing to do.
+ */
+function migrate(client: Database, migrationsFolder: string): void {
+  const migrations = readMigrationFiles({ migrationsFolder });
+  const apply = client.transaction(() => {
+    client.run(
+      'CREATE TABLE IF NOT EXISTS "__drizzle_migrations" (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at numeric)',
+    );
+    const last = client
+      .query('SELECT created_at FROM "__drizzle_migrations" ORDER BY created_at DESC LIMIT 1')
+      .values()[0];
+    for (const migration of migrations) {
+      if (last !== undefined && Number(last[0]) >= migration.folderMillis) continue;
+      for (const statement of migration.sql) client.run(statement);
+      client.run('INSERT INTO "__drizzle_migrations" ("hash", "created_at") VALUES (?, ?)', [
+        migration.hash,
+        migration.folderMillis,
+      ]);
+    }
+  });
+  apply.immediate();
 }
