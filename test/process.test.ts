@@ -31,6 +31,16 @@ interface Running {
   anonymous: Client;
 }
 
+/** Runs `bun run token` in `cwd` (default configuration) and returns the token it prints. */
+function cliToken(cwd: string, args: string[]): string {
+  const result = Bun.spawnSync([process.execPath, resolve(import.meta.dir, "../src/cli/token.ts"), ...args], {
+    cwd,
+    env: { ...process.env, JWT_SECRET: "" },
+  });
+  expect(result.exitCode).toBe(0);
+  return result.stdout.toString().trim();
+}
+
 /** Signs tokens with the secret a server generated beside its database. */
 function secretBeside(dbPath: string): Uint8Array {
   return new TextEncoder().encode(readFileSync(`${dbPath}.jwt-secret`, "utf8").trim());
@@ -40,7 +50,7 @@ function secretBeside(dbPath: string): Uint8Array {
 async function launch(cwd: string, env: Record<string, string> = {}): Promise<Running> {
   const proc = Bun.spawn([process.execPath, entry], {
     cwd,
-    env: { ...process.env, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", ...env },
+    env: { ...process.env, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", JWT_SECRET: "", ...env },
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
@@ -75,11 +85,11 @@ describe("bun start", () => {
     const dbPath = join(cwd, "data", "flashcart.db");
     expect(existsSync(dbPath)).toBe(true);
     expect(statSync(`${dbPath}.jwt-secret`).mode & 0o777).toBe(0o600);
-    const secret = secretBeside(dbPath);
-    const admin = client(url, await tokenFor(secret, "admin"));
+    // Tokens from `bun run token`, signed with that generated secret.
+    const admin = client(url, cliToken(cwd, ["--admin", "--ttl", "10m"]));
     const user = await admin.user("first", 5000);
     const product = await admin.product(1200, 3);
-    const buyer = client(url, await tokenFor(secret, user.id));
+    const buyer = client(url, cliToken(cwd, ["--user", String(user.id)]));
     expect((await buyer.order(user.id, [{ productId: product.id, quantity: 2 }])).status).toBe(201);
     expect((await anonymous.order(user.id, [{ productId: product.id, quantity: 1 }])).status).toBe(401);
 

@@ -20,3 +20,13 @@ test("Biome finds no lint or format problems", () => {
   if (code !== 0) console.error(output);
   expect(code).toBe(0);
 });
+
+/** Versions with known security fixes (hono: bodyLimit bypass and JWT claim checks; drizzle-orm: identifier escaping). */
+test.each([
+  ["hono", "4.12.18"],
+  ["drizzle-orm", "0.45.2"],
+  ["jose", "6.0.0"],
+])("%s is at least %s", async (name, minimum) => {
+  const { version } = await Bun.file(resolve(root, "node_modules", name, "package.json")).json();
+  expect(Bun.semver.order(version, minimum)).toBeGreaterThanOrEqual(0);
+});
