@@ -23,7 +23,7 @@ export function authenticate(verifier: TokenVerifier): MiddlewareHandler<AppEnv>
     const token = bearer.exec(header)?.[1];
     if (token === undefined)
       throw new DomainError("UNAUTHENTICATED", "Expected an Authorization: Bearer <token> header.");
-    c.set("principal", await verifier.verify(token));
+    c.set("principal", verifier.cached(token) ?? (await verifier.verify(token)));
     return next();
   };
 }
