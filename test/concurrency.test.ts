@@ -3,8 +3,8 @@
  * once; afterwards the exact counts are checked over HTTP and in the file itself.
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { brokenInvariants } from "../load/invariants.ts";
 import type { Client, Reply } from "./support/api.ts";
-import { brokenInvariants } from "./support/invariants.ts";
 import { startServer, type TestServer } from "./support/server.ts";
 
 let server: TestServer;

@@ -5,8 +5,8 @@
  */
 import { expect, test } from "bun:test";
 import fc from "fast-check";
+import { brokenInvariants } from "../load/invariants.ts";
 import type { Client, Reply } from "./support/api.ts";
-import { brokenInvariants } from "./support/invariants.ts";
 import { startServer } from "./support/server.ts";
 
 const PRODUCTS = [

@@ -15,6 +15,12 @@ test("the TypeScript compiler finds no errors (strict)", () => {
   expect(code).toBe(0);
 });
 
+test("the k6 scripts type-check against @types/k6 (k6 itself may not be installed here)", () => {
+  const { code, output } = run([resolve(root, "node_modules/.bin/tsc"), "-p", resolve(root, "load/k6/tsconfig.json")]);
+  expect(output).toBe("");
+  expect(code).toBe(0);
+});
+
 test("Biome finds no lint or format problems", () => {
   const { code, output } = run([resolve(root, "node_modules/.bin/biome"), "check", "--error-on-warnings", "."]);
   if (code !== 0) console.error(output);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { brokenInvariants } from "../../load/invariants.ts";
 import { DAY_MS } from "../../src/domain/limits.ts";
 import { type Client, expectProblem } from "../support/api.ts";
-import { brokenInvariants } from "../support/invariants.ts";
 import { startServer, type TestServer } from "../support/server.ts";
 
 let server: TestServer;

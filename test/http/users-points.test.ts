@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { brokenInvariants } from "../../load/invariants.ts";
 import { type Client, expectProblem } from "../support/api.ts";
-import { brokenInvariants } from "../support/invariants.ts";
 import { startServer, type TestServer } from "../support/server.ts";
 
 let server: TestServer;

@@ -1,0 +1,371 @@
+/**
+ * `bun run bench`: measures flashcart on this machine and proves it stayed exact.
+ *
+ * For each scenario it starts the real service on a fresh SQLite file, seeds it with the seed command,
+ * drives load with k6 (when on PATH) or wrk, stops the service, then reads the database and checks every
+ * invariant. A bare Bun.serve hello-world measured with the same tool and connections gives the
+ * machine's ceiling; every throughput is also shown as a fraction of it. A broken invariant or any 5xx
+ * fails the run (exit 1).
+ *
+ *   bun run bench                 every scenario (about 6 minutes)
+ *   bun run bench --quick         a 30-second smoke run
+ *   bun run bench --scenarios coupon,order --duration 20 --connections 200
+ */
+import { Database } from "bun:sqlite";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { signToken } from "../src/auth/tokens.ts";
+import { brokenInvariants } from "./invariants.ts";
+import { type BenchRun, renderMarkdown, renderSvg, type ScenarioResult } from "./report.ts";
+import { type LoadResult, type LoadTool, runK6, runWrk } from "./tools.ts";
+
+const root = resolve(import.meta.dir, "..");
+
+export const SCENARIOS = {
+  /** Coupon claims as fast as the connections go (closed loop, no think time). */
+  coupon: { kind: "coupon", phases: "capacity" },
+  /** Orders as fast as the connections go. */
+  order: { kind: "order", phases: "capacity" },
+  /** The report's test: 100 users, 60 s, think time for ≈0.2 s iterations. */
+  "coupon-report": { kind: "coupon", phases: "report" },
+  /** The report's order test: ≈0.95 s iterations. */
+  "order-report": { kind: "order", phases: "report" },
+  /** 10 → 50 → 100 connections. */
+  ramp: { kind: "coupon", phases: "ramp" },
+  /** Doubling connections until p95 passes 500 ms or failures pass 1 %. */
+  breakpoint: { kind: "coupon", phases: "breakpoint" },
+} as const;
+type ScenarioName = keyof typeof SCENARIOS;
+
+const THINK_MS = { coupon: 200, order: 950 } as const;
+const PRODUCTS = 100;
+const PRICE = 100;
+const STOCK = 1_000_000;
+const POINTS = 10_000;
+
+interface Options {
+  quick: boolean;
+  duration: number;
+  connections: number;
+  users: number;
+  scenarios: ScenarioName[];
+  tool: "auto" | "wrk" | "k6";
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      quick: { type: "boolean", default: false },
+      duration: { type: "string" },
+      connections: { type: "string", default: "100" },
+      users: { type: "string", default: "20000" },
+      scenarios: { type: "string" },
+      tool: { type: "string", default: "auto" },
+      help: { type: "boolean", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(
+      `usage: bun run bench [--quick] [--duration SECONDS] [--connections N] [--users N] [--scenarios ${Object.keys(SCENARIOS).join(",")}] [--tool auto|wrk|k6]`,
+    );
+    process.exit(0);
+  }
+  const quick = values.quick ?? false;
+  const scenarios = (values.scenarios?.split(",") ??
+    (quick ? ["coupon", "order", "coupon-report", "order-report"] : Object.keys(SCENARIOS))) as ScenarioName[];
+  for (const name of scenarios) {
+    if (!(name in SCENARIOS))
+      throw new Error(`unknown scenario "${name}"; known: ${Object.keys(SCENARIOS).join(", ")}`);
+  }
+  const number = (text: string, name: string, min: number, max: number) => {
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name}: expected an integer ${min}..${max}`);
+    return n;
+  };
+  const tool = values.tool as Options["tool"];
+  if (!["auto", "wrk", "k6"].includes(tool)) throw new Error("--tool: auto, wrk or k6");
+  return {
+    quick,
+    duration: number(values.duration ?? (quick ? "5" : "30"), "duration", 1, 3600),
+    connections: number(values.connections as string, "connections", 1, 10_000),
+    users: number(values.users as string, "users", 100, 1_000_000),
+    scenarios,
+    tool,
+  };
+}
+
+function pickTool(wanted: Options["tool"]): LoadTool {
+  const has = (cmd: string) => Bun.which(cmd) !== null;
+  if (wanted === "k6" || (wanted === "auto" && has("k6"))) {
+    if (!has("k6")) throw new Error("k6 is not on PATH");
+    return "k6";
+  }
+  if (has("wrk")) return "wrk";
+  console.error(
+    [
+      "Neither k6 nor wrk is installed. Install one of them:",
+      "  Debian/Ubuntu: sudo apt-get install wrk",
+      "  macOS:         brew install wrk      (or: brew install k6)",
+      "  k6 elsewhere:  https://grafana.com/docs/k6/latest/set-up/install-k6/",
+    ].join("\n"),
+  );
+  process.exit(2);
+}
+
+function versionOf(cmd: string[]): string {
+  const out = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe" });
+  return `${out.stdout.toString()}${out.stderr.toString()}`.trim().split("\n")[0] ?? "unknown";
+}
+
+interface Service {
+  url: string;
+  proc: Bun.Subprocess;
+}
+
+/** Starts a process and waits for its JSON "… listening" line. */
+async function startProcess(cmd: string[], env: Record<string, string>): Promise<Service> {
+  const proc = Bun.spawn(cmd, { cwd: root, env: { ...process.env, ...env }, stdout: "pipe", stderr: "inherit" });
+  const reader = proc.stdout.getReader();
+  let text = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`${cmd.join(" ")} exited before listening`);
+    text += new TextDecoder().decode(value);
+    const listening = text
+      .split("\n")
+      .filter((line) => line.startsWith("{"))
+      .map((line) => {
+        try {
+          return JSON.parse(line) as { msg?: string; url?: string };
+        } catch {
+          return {};
+        }
+      })
+      .find((line) => line.msg?.endsWith("listening"));
+    if (listening?.url !== undefined) {
+      reader.releaseLock();
+      void proc.stdout.pipeTo(new WritableStream()); // keep draining its logs
+      return { url: listening.url.replace(/\/$/, "").replace("0.0.0.0", "127.0.0.1"), proc };
+    }
+  }
+}
+
+async function stop(service: Service): Promise<void> {
+  service.proc.kill("SIGTERM");
+  const code = await service.proc.exited;
+  if (code !== 0) throw new Error(`the service exited with ${code} on SIGTERM`);
+}
+
+/** The phases a scenario runs: connections, think time and duration of each. */
+function phasesOf(name: ScenarioName, options: Options): { connections: number; thinkMs: number; seconds: number }[] {
+  const { kind, phases } = SCENARIOS[name];
+  const d = options.duration;
+  switch (phases) {
+    case "capacity":
+      return [{ connections: options.connections, thinkMs: 0, seconds: d }];
+    case "report":
+      return [{ connections: 100, thinkMs: THINK_MS[kind], seconds: options.quick ? d : 60 }];
+    case "ramp":
+      return [10, 50, 100].map((connections) => ({ connections, thinkMs: 0, seconds: Math.max(2, Math.round(d / 3)) }));
+    case "breakpoint":
+      return [100, 200, 400, 800, 1600, 3200].map((connections) => ({
+        connections,
+        thinkMs: 0,
+        seconds: Math.max(3, Math.round(d / 3)),
+      }));
+  }
+}
+
+const failed = (r: LoadResult) =>
+  Object.entries(r.statuses)
+    .filter(([status]) => !(Number(status) < 300 || Number(status) === 409))
+    .reduce((sum, [, n]) => sum + n, 0) +
+  r.socketErrors.connect +
+  r.socketErrors.read +
+  r.socketErrors.write +
+  r.socketErrors.timeout;
+
+async function runScenario(
+  name: ScenarioName,
+  options: Options,
+  tool: LoadTool,
+  secret: string,
+  tokensFile: string,
+  ceilingRps: number,
+): Promise<ScenarioResult[]> {
+  const { kind } = SCENARIOS[name];
+  const dir = mkdtempSync(join(tmpdir(), `flashcart-bench-${name}-`));
+  const env = {
+    DATABASE_URL: `sqlite:${join(dir, "bench.db")}`,
+    JWT_SECRET: secret,
+    LOG_LEVEL: "info",
+    PORT: "0",
+    HOST: "127.0.0.1",
+  };
+  try {
+    const seed = Bun.spawnSync(
+      [
+        process.execPath,
+        "src/cli/seed.ts",
+        ...["--users", String(options.users), "--points", String(POINTS), "--products", String(PRODUCTS)],
+        ...["--price", String(PRICE), "--stock", String(STOCK), "--coupons", "1"],
+        ...["--coupon-quantity", String(Math.max(1, Math.floor(options.users / 2)))],
+      ],
+      { cwd: root, env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" },
+    );
+    if (seed.exitCode !== 0) throw new Error(`seed failed: ${seed.stderr.toString()}`);
+
+    const service = await startProcess([process.execPath, "src/index.ts"], env);
+    const results: ScenarioResult[] = [];
+    try {
+      // Warm-up, not measured: lets the JIT compile the hot paths before the first measured request.
+      const warmUp = { connections: 50, thinkMs: 0, seconds: options.quick ? 1 : 3 };
+      if (tool === "wrk")
+        await runWrk({ url: service.url, kind, ...warmUp, tokensFile, products: PRODUCTS, couponId: 1 });
+      else await runK6({ url: service.url, kind, ...warmUp, users: options.users, secret, name });
+      for (const phase of phasesOf(name, options)) {
+        process.stdout.write(
+          `  ${name}: ${phase.connections} connections, ${phase.seconds} s${phase.thinkMs ? `, think ${phase.thinkMs} ms` : ""} … `,
+        );
+        const load =
+          tool === "wrk"
+            ? await runWrk({ url: service.url, kind, ...phase, tokensFile, products: PRODUCTS, couponId: 1 })
+            : await runK6({ url: service.url, kind, ...phase, users: options.users, secret, name });
+        const seconds = load.durationUs / 1e6;
+        const failures = failed(load);
+        const result: ScenarioResult = {
+          scenario: name,
+          kind,
+          connections: phase.connections,
+          thinkMs: phase.thinkMs,
+          rps: load.requests / seconds,
+          ofCeiling: load.requests / seconds / ceilingRps,
+          latencyMs: {
+            p50: load.latencyUs.p50 / 1000,
+            p95: load.latencyUs.p95 / 1000,
+            p99: load.latencyUs.p99 / 1000,
+            max: load.latencyUs.max / 1000,
+          },
+          requests: load.requests,
+          statuses: load.statuses,
+          rejectionRate: (load.statuses["409"] ?? 0) / Math.max(1, load.requests),
+          failureRate: failures / Math.max(1, load.requests),
+          serverErrors: Object.entries(load.statuses)
+            .filter(([status]) => Number(status) >= 500)
+            .reduce((sum, [, n]) => sum + n, 0),
+          invariants: [],
+        };
+        results.push(result);
+        console.log(
+          `${Math.round(result.rps)} req/s (${(result.ofCeiling * 100).toFixed(1)} % of ceiling), p95 ${result.latencyMs.p95.toFixed(2)} ms, failures ${(result.failureRate * 100).toFixed(2)} %`,
+        );
+        if (SCENARIOS[name].phases === "breakpoint" && (result.latencyMs.p95 > 500 || result.failureRate > 0.01)) break;
+      }
+    } finally {
+      await stop(service);
+    }
+
+    const db = new Database(join(dir, "bench.db"), { readonly: true });
+    const broken = brokenInvariants(db, new Map(Array.from({ length: PRODUCTS }, (_, i) => [i + 1, STOCK])));
+    db.close();
+    const serverErrors = results.reduce((sum, r) => sum + r.serverErrors, 0);
+    if (serverErrors > 0) broken.push(`${serverErrors} responses were 5xx`);
+    for (const r of results) r.invariants = broken;
+    console.log(broken.length === 0 ? "  invariants: all hold" : `  INVARIANTS BROKEN:\n    ${broken.join("\n    ")}`);
+    return results;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function writeTokens(file: string, secret: Uint8Array, users: number): Promise<void> {
+  const lines: string[] = [];
+  for (let id = 1; id <= users; id++) lines.push(await signToken(secret, { sub: String(id), role: "user" }, 6 * 3600));
+  await Bun.write(file, `${lines.join("\n")}\n`);
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2));
+  const tool = pickTool(options.tool);
+  const secret = randomBytes(32).toString("hex");
+  const work = mkdtempSync(join(tmpdir(), "flashcart-bench-"));
+  const tokensFile = join(work, "tokens.txt");
+  try {
+    console.log(`flashcart bench with ${tool}: ${options.scenarios.join(", ")}`);
+    if (tool === "wrk") await writeTokens(tokensFile, new TextEncoder().encode(secret), options.users);
+
+    process.stdout.write(
+      `  ceiling: hello-world, ${options.connections} connections, ${Math.min(options.duration, 10)} s … `,
+    );
+    const hello = await startProcess([process.execPath, "load/hello.ts"], { PORT: "0" });
+    const ceilingLoad =
+      tool === "wrk"
+        ? await runWrk({
+            url: hello.url,
+            kind: "hello",
+            connections: options.connections,
+            thinkMs: 0,
+            seconds: Math.min(options.duration, 10),
+            tokensFile,
+            products: 0,
+            couponId: 0,
+          })
+        : await runK6({
+            url: hello.url,
+            kind: "hello",
+            connections: options.connections,
+            thinkMs: 0,
+            seconds: Math.min(options.duration, 10),
+            users: 0,
+            secret,
+            name: "hello",
+          });
+    await stop(hello);
+    const ceilingRps = ceilingLoad.requests / (ceilingLoad.durationUs / 1e6);
+    console.log(`${Math.round(ceilingRps)} req/s`);
+
+    const results: ScenarioResult[] = [];
+    for (const name of options.scenarios) {
+      results.push(...(await runScenario(name, options, tool, secret, tokensFile, ceilingRps)));
+    }
+
+    const run: BenchRun = {
+      startedAt: new Date().toISOString(),
+      tool,
+      toolVersion: versionOf(tool === "wrk" ? ["wrk", "-v"] : ["k6", "version"]),
+      bunVersion: Bun.version,
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model ?? "unknown",
+      commit: versionOf(["git", "-C", root, "rev-parse", "--short", "HEAD"]),
+      command: `bun run bench ${process.argv.slice(2).join(" ")}`.trim(),
+      users: options.users,
+      ceilingRps,
+      results,
+    };
+    const dir = join(root, "load", "results");
+    mkdirSync(dir, { recursive: true });
+    const stamp = run.startedAt.replaceAll(":", "-").replace(/\..*/, "");
+    await Bun.write(join(dir, `${stamp}.json`), `${JSON.stringify(run, null, 2)}\n`);
+    await Bun.write(join(dir, "latest.md"), renderMarkdown(run));
+    await Bun.write(join(dir, "latest.svg"), renderSvg(run));
+    console.log(`wrote load/results/${stamp}.json, load/results/latest.md and load/results/latest.svg`);
+    if (results.some((r) => r.invariants.length > 0)) {
+      console.error("bench FAILED: an invariant was broken");
+      process.exit(1);
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.main) {
+  main().catch((error) => {
+    console.error(error instanceof Error ? error.message : error);
+    process.exit(1);
+  });
+}

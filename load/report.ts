@@ -1,0 +1,115 @@
+/** The bench's report: a Markdown table and an SVG chart people would rather look at than read. */
+
+export interface ScenarioResult {
+  scenario: string;
+  kind: "coupon" | "order";
+  connections: number;
+  thinkMs: number;
+  rps: number;
+  ofCeiling: number;
+  latencyMs: { p50: number; p95: number; p99: number; max: number };
+  requests: number;
+  statuses: Record<string, number>;
+  rejectionRate: number;
+  failureRate: number;
+  serverErrors: number;
+  invariants: string[];
+}
+
+export interface BenchRun {
+  startedAt: string;
+  tool: string;
+  toolVersion: string;
+  bunVersion: string;
+  cpus: number;
+  cpuModel: string;
+  commit: string;
+  command: string;
+  users: number;
+  ceilingRps: number;
+  results: ScenarioResult[];
+}
+
+const ms = (n: number) => (n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : Math.round(n).toString());
+const pct = (n: number) => `${(n * 100).toFixed(n < 0.1 ? 2 : 1)} %`;
+const label = (r: ScenarioResult) => `${r.scenario} @${r.connections}`;
+
+export function renderMarkdown(run: BenchRun): string {
+  const lines = [
+    "# flashcart bench",
+    "",
+    `\`${run.command}\` on ${run.startedAt} — ${run.tool} (${run.toolVersion}), Bun ${run.bunVersion}, ${run.cpus} × ${run.cpuModel}, commit ${run.commit}, ${run.users} users.`,
+    `Load generator and server share the machine. wrk is closed-loop: each connection waits for its response (and think time) before sending again.`,
+    "",
+    `Ceiling (bare Bun.serve hello-world, same tool and connections): **${Math.round(run.ceilingRps)} req/s**.`,
+    "",
+    "| scenario | connections | think | req/s | of ceiling | p50 ms | p95 ms | p99 ms | max ms | 2xx | 409 | failures | invariants |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+  ];
+  for (const r of run.results) {
+    const ok = Object.entries(r.statuses)
+      .filter(([s]) => Number(s) >= 200 && Number(s) < 300)
+      .reduce((sum, [, n]) => sum + n, 0);
+    lines.push(
+      `| ${r.scenario} | ${r.connections} | ${r.thinkMs ? `${r.thinkMs} ms` : "–"} | ${Math.round(r.rps)} | ${pct(r.ofCeiling)} | ${ms(r.latencyMs.p50)} | ${ms(r.latencyMs.p95)} | ${ms(r.latencyMs.p99)} | ${ms(r.latencyMs.max)} | ${ok} | ${r.statuses["409"] ?? 0} | ${pct(r.failureRate)} | ${r.invariants.length === 0 ? "all hold" : `**broken**: ${r.invariants.join("; ")}`} |`,
+    );
+  }
+  const breakpoint = run.results.filter((r) => r.scenario === "breakpoint");
+  if (breakpoint.length > 0) {
+    const crossed = breakpoint.find((r) => r.latencyMs.p95 > 500 || r.failureRate > 0.01);
+    lines.push(
+      "",
+      crossed === undefined
+        ? `Breakpoint: not reached up to ${breakpoint.at(-1)?.connections} connections (p95 ≤ 500 ms, failures ≤ 1 %).`
+        : `Breakpoint: at ${crossed.connections} connections (p95 ${ms(crossed.latencyMs.p95)} ms, failures ${pct(crossed.failureRate)}).`,
+    );
+  }
+  lines.push("", "![throughput and p99 per scenario](latest.svg)", "");
+  return lines.join("\n");
+}
+
+const xml = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
+
+/** Two bar charts side by side: throughput (as a share of the ceiling) and p99 latency, one row per phase. */
+export function renderSvg(run: BenchRun): string {
+  const rows = run.results;
+  const rowHeight = 26;
+  const top = 56;
+  const labelWidth = 190;
+  const barWidth = 300;
+  const gap = 90;
+  const width = labelWidth + barWidth * 2 + gap + 40;
+  const height = top + rows.length * rowHeight + 30;
+  const maxRps = Math.max(run.ceilingRps, ...rows.map((r) => r.rps));
+  const maxP99 = Math.max(1, ...rows.map((r) => r.latencyMs.p99));
+  const x2 = labelWidth + barWidth + gap;
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="system-ui, sans-serif" font-size="12" role="img">`,
+    "<title>flashcart bench: throughput and p99 latency per scenario</title>",
+    `<rect width="100%" height="100%" fill="#fff"/>`,
+    `<text x="12" y="20" font-size="15" font-weight="600">flashcart bench — ${xml(run.tool)}, ${run.cpus} CPUs, commit ${xml(run.commit)}</text>`,
+    `<text x="${labelWidth}" y="44" font-weight="600">throughput (req/s; line = hello-world ceiling ${Math.round(run.ceilingRps)})</text>`,
+    `<text x="${x2}" y="44" font-weight="600">p99 latency (ms)</text>`,
+  ];
+  rows.forEach((r, i) => {
+    const y = top + i * rowHeight;
+    const w1 = Math.max(1, (r.rps / maxRps) * barWidth);
+    const w2 = Math.max(1, (r.latencyMs.p99 / maxP99) * barWidth);
+    const colour = r.invariants.length > 0 ? "#c62828" : r.kind === "coupon" ? "#1565c0" : "#2e7d32";
+    parts.push(
+      `<text x="12" y="${y + 15}">${xml(label(r))}</text>`,
+      `<rect x="${labelWidth}" y="${y + 3}" width="${w1.toFixed(1)}" height="16" fill="${colour}"/>`,
+      `<text x="${labelWidth + w1 + 4}" y="${y + 15}">${Math.round(r.rps)} (${pct(r.ofCeiling)})</text>`,
+      `<rect x="${x2}" y="${y + 3}" width="${w2.toFixed(1)}" height="16" fill="#ef6c00"/>`,
+      `<text x="${x2 + w2 + 4}" y="${y + 15}">${ms(r.latencyMs.p99)}</text>`,
+    );
+  });
+  const ceilingX = labelWidth + (run.ceilingRps / maxRps) * barWidth;
+  parts.push(
+    `<line x1="${ceilingX.toFixed(1)}" y1="${top - 4}" x2="${ceilingX.toFixed(1)}" y2="${top + rows.length * rowHeight}" stroke="#555" stroke-dasharray="4 3"/>`,
+    `<text x="12" y="${height - 10}" fill="#555">blue: coupon claims, green: orders, red: a broken invariant. ${xml(run.startedAt)}</text>`,
+    "</svg>",
+    "",
+  );
+  return parts.join("\n");
+}

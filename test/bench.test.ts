@@ -1,0 +1,105 @@
+/** The bench's own parts: its invariant checker must catch a corrupted database, and its report must say what ran. */
+import { Database } from "bun:sqlite";
+import { expect, test } from "bun:test";
+import { brokenInvariants } from "../load/invariants.ts";
+import { type BenchRun, renderMarkdown, renderSvg } from "../load/report.ts";
+import { startServer } from "./support/server.ts";
+
+test("the invariant checker passes a healthy database and names every corruption", async () => {
+  const server = await startServer();
+  try {
+    const admin = server.admin;
+    const [a, b] = [await admin.user("a", 10_000), await admin.user("b", 10_000)];
+    const product = await admin.product(1000, 10);
+    const coupon = await admin.coupon({ totalQuantity: 5 });
+    const held = (await admin.issue(a.id, coupon.id)).body.id;
+    await admin.issue(b.id, coupon.id);
+    const order = (await admin.order(a.id, [{ productId: product.id, quantity: 2 }], held)).body.id;
+    const initial = new Map([[product.id, 10]]);
+    expect(brokenInvariants(server.db, initial)).toEqual([]);
+
+    // Corrupt the file behind the service's back, in ways the schema's constraints alone allow.
+    const writer = new Database(server.dbPath);
+    writer.run("UPDATE coupons SET issued_quantity = issued_quantity + 1 WHERE id = ?", [coupon.id]);
+    writer.run("UPDATE users SET balance = balance + 5 WHERE id = ?", [b.id]);
+    writer.run("UPDATE products SET stock = stock + 1 WHERE id = ?", [product.id]);
+    writer.run("UPDATE orders SET status = 'CANCELLED', cancelled_at = 1 WHERE id = ?", [order]);
+    writer.close();
+
+    expect(brokenInvariants(server.db, initial).sort()).toEqual(
+      [
+        `coupon ${coupon.id}: counter 3 != 2 rows`,
+        `user ${b.id}: balance 10005 != history sum 10000`,
+        `product ${product.id}: stock 9 + sold 0 != initial 10`,
+        `user coupon ${held}: USED status disagrees with its orders`,
+      ].sort(),
+    );
+  } finally {
+    await server.stop();
+  }
+});
+
+const run: BenchRun = {
+  startedAt: "2026-11-24T12:00:00.000Z",
+  tool: "wrk",
+  toolVersion: "wrk 4.1.0",
+  bunVersion: "1.4.5",
+  cpus: 2,
+  cpuModel: "Test CPU",
+  commit: "abc1234",
+  command: "bun run bench --quick",
+  users: 20_000,
+  ceilingRps: 100_000,
+  results: [
+    {
+      scenario: "coupon",
+      kind: "coupon",
+      connections: 100,
+      thinkMs: 0,
+      rps: 25_000,
+      ofCeiling: 0.25,
+      latencyMs: { p50: 3.5, p95: 6.25, p99: 9, max: 30 },
+      requests: 125_000,
+      statuses: { "201": 10_000, "409": 115_000 },
+      rejectionRate: 0.92,
+      failureRate: 0,
+      serverErrors: 0,
+      invariants: [],
+    },
+    {
+      scenario: "breakpoint",
+      kind: "coupon",
+      connections: 3200,
+      thinkMs: 0,
+      rps: 20_000,
+      ofCeiling: 0.2,
+      latencyMs: { p50: 150, p95: 620, p99: 900, max: 2000 },
+      requests: 100_000,
+      statuses: { "201": 0, "409": 99_000, "500": 1000 },
+      rejectionRate: 0.99,
+      failureRate: 0.01,
+      serverErrors: 1000,
+      invariants: ["1000 responses were 5xx"],
+    },
+  ],
+};
+
+test("the Markdown report gives the command, the tool, ratios to the ceiling and the verdicts", () => {
+  const md = renderMarkdown(run);
+  expect(md).toContain("`bun run bench --quick`");
+  expect(md).toContain("wrk (wrk 4.1.0)");
+  expect(md).toContain("**100000 req/s**");
+  expect(md).toContain(
+    "| coupon | 100 | – | 25000 | 25.0 % | 3.50 | 6.25 | 9.00 | 30.0 | 10000 | 115000 | 0.00 % | all hold |",
+  );
+  expect(md).toContain("**broken**: 1000 responses were 5xx");
+  expect(md).toContain("Breakpoint: at 3200 connections (p95 620 ms, failures 1.00 %).");
+});
+
+test("the SVG chart has one bar pair per phase and marks broken runs red", () => {
+  const svg = renderSvg(run);
+  expect(svg.startsWith("<svg")).toBe(true);
+  expect(svg.match(/<rect /g)?.length).toBe(1 + 2 * run.results.length);
+  expect(svg).toContain('fill="#c62828"');
+  expect(svg).toContain("coupon @100");
+});
