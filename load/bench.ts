@@ -173,12 +173,24 @@ function phasesOf(name: ScenarioName, options: Options): { connections: number; 
     case "ramp":
       return [10, 50, 100].map((connections) => ({ connections, thinkMs: 0, seconds: Math.max(2, Math.round(d / 3)) }));
     case "breakpoint":
-      return [100, 200, 400, 800, 1600, 3200].map((connections) => ({
-        connections,
-        thinkMs: 0,
-        seconds: Math.max(3, Math.round(d / 3)),
-      }));
+      return [100, 200, 400, 800, 1600, 3200, 6400, 12800]
+        .filter((connections) => connections <= maxConnections())
+        .map((connections) => ({
+          connections,
+          thinkMs: 0,
+          seconds: Math.max(3, Math.round(d / 3)),
+        }));
   }
+}
+
+/**
+ * Server and load generator share this machine, each holding one descriptor per connection: stay
+ * within half the open-file limit, or the client's own limit would pass for the server's breakpoint.
+ */
+function maxConnections(): number {
+  const out = Bun.spawnSync(["sh", "-c", "ulimit -n"], { stdout: "pipe" }).stdout.toString().trim();
+  const limit = out === "unlimited" ? 1_000_000 : Number(out) || 1024;
+  return Math.floor((limit - 200) / 2);
 }
 
 const failed = (r: LoadResult) =>
@@ -213,7 +225,8 @@ async function runScenario(
         process.execPath,
         "src/cli/seed.ts",
         ...["--users", String(options.users), "--points", String(POINTS), "--products", String(PRODUCTS)],
-        ...["--price", String(PRICE), "--stock", String(STOCK), "--coupons", "1"],
+        // Coupon 1 is measured; coupon 2 absorbs the warm-up, so the measured run starts with a full supply.
+        ...["--price", String(PRICE), "--stock", String(STOCK), "--coupons", "2"],
         ...["--coupon-quantity", String(Math.max(1, Math.floor(options.users / 2)))],
       ],
       { cwd: root, env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" },
@@ -226,8 +239,8 @@ async function runScenario(
       // Warm-up, not measured: lets the JIT compile the hot paths before the first measured request.
       const warmUp = { connections: 50, thinkMs: 0, seconds: options.quick ? 1 : 3 };
       if (tool === "wrk")
-        await runWrk({ url: service.url, kind, ...warmUp, tokensFile, products: PRODUCTS, couponId: 1 });
-      else await runK6({ url: service.url, kind, ...warmUp, users: options.users, secret, name });
+        await runWrk({ url: service.url, kind, ...warmUp, tokensFile, products: PRODUCTS, couponId: 2 });
+      else await runK6({ url: service.url, kind, ...warmUp, users: options.users, secret, name, couponId: 2 });
       for (const phase of phasesOf(name, options)) {
         process.stdout.write(
           `  ${name}: ${phase.connections} connections, ${phase.seconds} s${phase.thinkMs ? `, think ${phase.thinkMs} ms` : ""} … `,
@@ -235,7 +248,7 @@ async function runScenario(
         const load =
           tool === "wrk"
             ? await runWrk({ url: service.url, kind, ...phase, tokensFile, products: PRODUCTS, couponId: 1 })
-            : await runK6({ url: service.url, kind, ...phase, users: options.users, secret, name });
+            : await runK6({ url: service.url, kind, ...phase, users: options.users, secret, name, couponId: 1 });
         const seconds = load.durationUs / 1e6;
         const failures = failed(load);
         const result: ScenarioResult = {
@@ -324,6 +337,7 @@ async function main(): Promise<void> {
             users: 0,
             secret,
             name: "hello",
+            couponId: 0,
           });
     await stop(hello);
     const ceilingRps = ceilingLoad.requests / (ceilingLoad.durationUs / 1e6);

@@ -65,7 +65,9 @@ export async function runWrk(
 }
 
 /** k6 runs the scripts in load/k6 against an already seeded service (SEEDED=1 skips their own setup). */
-export async function runK6(phase: Phase & { users: number; secret: string; name: string }): Promise<LoadResult> {
+export async function runK6(
+  phase: Phase & { users: number; secret: string; name: string; couponId: number },
+): Promise<LoadResult> {
   const dir = mkdtempSync(join(tmpdir(), "flashcart-k6-"));
   const summary = join(dir, "summary.json");
   const scenario = phase.thinkMs > 0 ? "report" : "bench";
@@ -79,7 +81,7 @@ export async function runK6(phase: Phase & { users: number; secret: string; name
         summary,
         ...["-e", `BASE_URL=${phase.url}`, "-e", `SCENARIO=${scenario}`, "-e", `VUS=${phase.connections}`],
         ...["-e", `DURATION=${phase.seconds}s`, "-e", `THINK_MS=${phase.thinkMs}`, "-e", `USERS=${phase.users}`],
-        ...["-e", `JWT_SECRET=${phase.secret}`, "-e", "SEEDED=1"],
+        ...["-e", `JWT_SECRET=${phase.secret}`, "-e", "SEEDED=1", "-e", `COUPON_ID=${phase.couponId}`],
         `load/k6/${phase.kind}.js`,
       ],
       { cwd: root, stdout: "pipe", stderr: "pipe" },

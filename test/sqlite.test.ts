@@ -1,10 +1,17 @@
 /** The database file itself: settings at open, and the invariants the schema enforces on its own. */
 import type { Database } from "bun:sqlite";
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openSqlite, type SqliteDb } from "../src/store/sqlite/database.ts";
+
+/** Every migration drizzle-kit has written, per its journal. */
+const MIGRATIONS = (
+  JSON.parse(readFileSync(join(import.meta.dir, "../drizzle/sqlite/meta/_journal.json"), "utf8")) as {
+    entries: unknown[];
+  }
+).entries.length;
 
 const opened: { db: SqliteDb; dir: string }[] = [];
 
@@ -40,6 +47,7 @@ describe("openSqlite", () => {
     expect(pragma(client, "synchronous")).toBe(1);
     expect(pragma(client, "busy_timeout")).toBe(1234);
     expect(pragma(client, "foreign_keys")).toBe(1);
+    expect(pragma(client, "wal_autocheckpoint")).toBe(10_000);
     expect(pragma(open("FULL"), "synchronous")).toBe(2);
   });
 
@@ -61,7 +69,7 @@ describe("openSqlite", () => {
       "users",
     ]);
     for (const table of tables) expect(table.sql.trimEnd().endsWith("STRICT")).toBe(true);
-    expect(client.query("SELECT count(*) AS n FROM __drizzle_migrations").get()).toEqual({ n: 1 });
+    expect(client.query("SELECT count(*) AS n FROM __drizzle_migrations").get()).toEqual({ n: MIGRATIONS });
   });
 
   test("reopening a migrated file applies nothing twice", () => {
@@ -69,7 +77,7 @@ describe("openSqlite", () => {
     const path = join(dir, "x.db");
     for (let i = 0; i < 2; i++) {
       const db = openSqlite({ path, synchronous: "NORMAL", busyTimeoutMs: 10 });
-      expect(db.$client.query("SELECT count(*) AS n FROM __drizzle_migrations").get()).toEqual({ n: 1 });
+      expect(db.$client.query("SELECT count(*) AS n FROM __drizzle_migrations").get()).toEqual({ n: MIGRATIONS });
       db.$client.close();
     }
     rmSync(dir, { recursive: true, force: true });
