@@ -1,5 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { assertMayActFor } from "../domain/access.ts";
 import { couponDefinitionProblems } from "../domain/coupon.ts";
 import { limits } from "../domain/limits.ts";
@@ -175,21 +175,20 @@ const listUserCoupons = createRoute({
 });
 
 export function couponsRoutes({ store, clock, limits }: RouteDeps) {
+  /** Both claim paths: the caller must act for the user, then the store decides first come, first served. */
+  const claim = (c: Context<AppEnv>, userId: number, couponId: number) => {
+    assertMayActFor(callerOf(c), userId);
+    return store.issueCoupon({ userId, couponId, now: clock.now() });
+  };
   return createRouter()
     .openapi(createCoupon, async (c) => c.json(await store.createCoupon(c.req.valid("json"), clock.now()), 201))
     .openapi(getCoupon, async (c) => c.json(await store.getCoupon(c.req.valid("param").couponId), 200))
-    .openapi(issueCoupon(limits.couponClaims), async (c) => {
-      const { userId } = c.req.valid("param");
-      assertMayActFor(callerOf(c), userId);
-      const { couponId } = c.req.valid("json");
-      return c.json(await store.issueCoupon({ userId, couponId, now: clock.now() }), 201);
-    })
-    .openapi(issueCouponLegacy(limits.couponClaims), async (c) => {
-      const { userId } = c.req.valid("param");
-      assertMayActFor(callerOf(c), userId);
-      const { couponId } = c.req.valid("json");
-      return c.json(await store.issueCoupon({ userId, couponId, now: clock.now() }), 201);
-    })
+    .openapi(issueCoupon(limits.couponClaims), async (c) =>
+      c.json(await claim(c, c.req.valid("param").userId, c.req.valid("json").couponId), 201),
+    )
+    .openapi(issueCouponLegacy(limits.couponClaims), async (c) =>
+      c.json(await claim(c, c.req.valid("param").userId, c.req.valid("json").couponId), 201),
+    )
     .openapi(listUserCoupons, async (c) => {
       const { userId } = c.req.valid("param");
       assertMayActFor(callerOf(c), userId);
