@@ -284,7 +284,7 @@ async function runScenario(
     }
 
     const db = new Database(join(dir, "bench.db"), { readonly: true });
-    const broken = brokenInvariants(db, new Map(Array.from({ length: PRODUCTS }, (_, i) => [i + 1, STOCK])));
+    const broken = await brokenInvariants(db, new Map(Array.from({ length: PRODUCTS }, (_, i) => [i + 1, STOCK])));
     db.close();
     const serverErrors = results.reduce((sum, r) => sum + r.serverErrors, 0);
     if (serverErrors > 0) broken.push(`${serverErrors} responses were 5xx`);

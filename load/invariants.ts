@@ -1,14 +1,33 @@
-import type { Database } from "bun:sqlite";
+import { Database } from "bun:sqlite";
+import type postgres from "postgres";
+
+/** Runs one read-only query; the SQL below is valid on SQLite and PostgreSQL alike. */
+type Query = (sql: string) => Promise<Record<string, unknown>[]>;
+
+function queryOf(source: Database | postgres.Sql): Query {
+  if (source instanceof Database) return async (sql) => source.query(sql).all() as Record<string, unknown>[];
+  // PostgreSQL returns count() and bigint sums as strings: compare them as numbers.
+  return async (sql) =>
+    (await source.unsafe(sql)).map((row) =>
+      Object.fromEntries(
+        Object.entries(row).map(([k, v]) => [k, typeof v === "string" && /^-?[0-9]+$/.test(v) ? Number(v) : v]),
+      ),
+    );
+}
 
 /**
- * Reads the database file and lists every broken invariant (empty when all hold). Used after races and
- * after every step of the property test.
+ * Reads the database and lists every broken invariant (empty when all hold). Used by the bench after
+ * each scenario, and by the tests after races and after every step of the property test.
  */
-export function brokenInvariants(db: Database, initialStock: Map<number, number> = new Map()): string[] {
+export async function brokenInvariants(
+  source: Database | postgres.Sql,
+  initialStock: Map<number, number> = new Map(),
+): Promise<string[]> {
   const broken: string[] = [];
-  const rows = <T>(sql: string) => db.query(sql).all() as T[];
+  const query = queryOf(source);
+  const rows = async <T>(sql: string) => (await query(sql)) as T[];
 
-  for (const r of rows<{ id: number; issued: number; total: number; held: number }>(
+  for (const r of await rows<{ id: number; issued: number; total: number; held: number }>(
     `SELECT c.id, c.issued_quantity AS issued, c.total_quantity AS total,
             (SELECT count(*) FROM user_coupons uc WHERE uc.coupon_id = c.id) AS held
        FROM coupons c`,
@@ -16,12 +35,12 @@ export function brokenInvariants(db: Database, initialStock: Map<number, number>
     if (r.issued !== r.held) broken.push(`coupon ${r.id}: counter ${r.issued} != ${r.held} rows`);
     if (r.issued > r.total) broken.push(`coupon ${r.id}: ${r.issued} issued > ${r.total} total`);
   }
-  for (const r of rows<{ user_id: number; coupon_id: number; n: number }>(
-    "SELECT user_id, coupon_id, count(*) AS n FROM user_coupons GROUP BY user_id, coupon_id HAVING n > 1",
+  for (const r of await rows<{ user_id: number; coupon_id: number; n: number }>(
+    "SELECT user_id, coupon_id, count(*) AS n FROM user_coupons GROUP BY user_id, coupon_id HAVING count(*) > 1",
   )) {
     broken.push(`user ${r.user_id} holds coupon ${r.coupon_id} ${r.n} times`);
   }
-  for (const r of rows<{ id: number; balance: number; history: number }>(
+  for (const r of await rows<{ id: number; balance: number; history: number }>(
     `SELECT u.id, u.balance,
             coalesce((SELECT sum(CASE type WHEN 'USE' THEN -amount ELSE amount END)
                         FROM point_history h WHERE h.user_id = u.id), 0) AS history
@@ -30,7 +49,7 @@ export function brokenInvariants(db: Database, initialStock: Map<number, number>
     if (r.balance < 0) broken.push(`user ${r.id}: negative balance ${r.balance}`);
     if (r.balance !== r.history) broken.push(`user ${r.id}: balance ${r.balance} != history sum ${r.history}`);
   }
-  for (const r of rows<{ id: number; stock: number; sold: number }>(
+  for (const r of await rows<{ id: number; stock: number; sold: number }>(
     `SELECT p.id, p.stock,
             coalesce((SELECT sum(oi.quantity) FROM order_items oi JOIN orders o ON o.id = oi.order_id
                        WHERE oi.product_id = p.id AND o.status = 'PAID'), 0) AS sold
@@ -42,12 +61,12 @@ export function brokenInvariants(db: Database, initialStock: Map<number, number>
       broken.push(`product ${r.id}: stock ${r.stock} + sold ${r.sold} != initial ${initial}`);
     }
   }
-  for (const r of rows<{ user_coupon_id: number; n: number }>(
-    "SELECT user_coupon_id, count(*) AS n FROM orders WHERE status = 'PAID' AND user_coupon_id IS NOT NULL GROUP BY user_coupon_id HAVING n > 1",
+  for (const r of await rows<{ user_coupon_id: number; n: number }>(
+    "SELECT user_coupon_id, count(*) AS n FROM orders WHERE status = 'PAID' AND user_coupon_id IS NOT NULL GROUP BY user_coupon_id HAVING count(*) > 1",
   )) {
     broken.push(`user coupon ${r.user_coupon_id} pays for ${r.n} orders`);
   }
-  for (const r of rows<{ id: number }>(
+  for (const r of await rows<{ id: number }>(
     `SELECT uc.id FROM user_coupons uc
       WHERE (uc.status = 'USED') != EXISTS (SELECT 1 FROM orders o WHERE o.user_coupon_id = uc.id AND o.status = 'PAID')`,
   )) {

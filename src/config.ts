@@ -13,9 +13,20 @@ const databaseUrl = z
       const path = url.slice("sqlite:".length).replace(/^\/\/(?=\.|\/)/, "");
       if (path.length > 0) return { kind: "sqlite" as const, path };
     }
+    if (/^postgres(ql)?:\/\/./.test(url) && URL.canParse(url)) {
+      // `?schema=name` puts flashcart's tables (and its migration bookkeeping) in their own schema.
+      const parsed = new URL(url);
+      const schema = parsed.searchParams.get("schema");
+      if (schema !== null && !/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
+        ctx.addIssue({ code: "custom", message: "the schema parameter must be a lower-case SQL identifier" });
+        return z.NEVER;
+      }
+      parsed.searchParams.delete("schema");
+      return { kind: "postgres" as const, url: parsed.href, schema };
+    }
     ctx.addIssue({
       code: "custom",
-      message: `expected sqlite:<file path> or sqlite::memory: (got "${url}")`,
+      message: `expected sqlite:<file path>, sqlite::memory: or postgres://user@host:port/database (got "${url}")`,
     });
     return z.NEVER;
   });
@@ -37,6 +48,10 @@ const envSchema = z.object({
   RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(100).max(3_600_000).default(10_000),
   RATE_LIMIT_COUPON_CLAIMS: z.coerce.number().int().min(0).max(1_000_000).default(50),
   RATE_LIMIT_ORDERS: z.coerce.number().int().min(0).max(1_000_000).default(50),
+  PG_POOL_MAX: z.coerce.number().int().min(1).max(1000).default(10),
+  PG_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
+  /** How PostgreSQL claims a coupon; only `atomic` (conditional UPDATE … RETURNING) so far. */
+  COUPON_STRATEGY: z.enum(["atomic"]).default("atomic"),
 });
 
 export type LogLevel = z.infer<typeof envSchema>["LOG_LEVEL"];
@@ -44,11 +59,22 @@ export type LogLevel = z.infer<typeof envSchema>["LOG_LEVEL"];
 export interface Config {
   port: number;
   host: string;
-  database: { kind: "sqlite"; path: string };
+  database: DatabaseConfig;
   logLevel: LogLevel;
   sqlite: { synchronous: "NORMAL" | "FULL"; busyTimeoutMs: number };
   jwtSecret: string | null;
   rateLimit: RateLimits;
+  pg: PgConfig;
+}
+
+export type DatabaseConfig =
+  | { kind: "sqlite"; path: string }
+  | { kind: "postgres"; url: string; schema: string | null };
+
+export interface PgConfig {
+  poolMax: number;
+  statementTimeoutMs: number;
+  couponStrategy: "atomic";
 }
 
 export interface RateLimits {
@@ -71,6 +97,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(`Invalid configuration:\n${lines.join("\n")}`);
   }
   const e = parsed.data;
+  if (e.DATABASE_URL.kind === "postgres" && e.JWT_SECRET === undefined) {
+    // Several processes share a PostgreSQL database: they must share one configured secret.
+    throw new ConfigError("Invalid configuration:\n  JWT_SECRET: required with a PostgreSQL DATABASE_URL");
+  }
   return {
     port: e.PORT,
     host: e.HOST,
@@ -82,6 +112,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       windowMs: e.RATE_LIMIT_WINDOW_MS,
       couponClaims: e.RATE_LIMIT_COUPON_CLAIMS,
       orders: e.RATE_LIMIT_ORDERS,
+    },
+    pg: {
+      poolMax: e.PG_POOL_MAX,
+      statementTimeoutMs: e.PG_STATEMENT_TIMEOUT_MS,
+      couponStrategy: e.COUPON_STRATEGY,
     },
   };
 }

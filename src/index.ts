@@ -23,7 +23,13 @@ try {
 }
 
 const logger = createLogger(config.logLevel);
-const store = openStore(config);
+let store: Awaited<ReturnType<typeof openStore>>;
+try {
+  store = await openStore(config);
+} catch (error) {
+  logger.error("cannot open the database", { error: error instanceof Error ? error.message : String(error) });
+  process.exit(1);
+}
 const verifier = new TokenVerifier(resolveJwtSecret(config, logger));
 const app = createApp({ store, clock: systemClock, logger, verifier, rateLimits: config.rateLimit });
 

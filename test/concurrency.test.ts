@@ -67,7 +67,7 @@ describe("first-come coupons", () => {
       issuedQuantity: 100,
       remainingQuantity: 0,
     });
-    expect(brokenInvariants(server.db)).toEqual([]);
+    expect(await brokenInvariants(server.db)).toEqual([]);
   });
 
   test("one user sending 200 simultaneous claims gets exactly one coupon", async () => {
@@ -93,7 +93,7 @@ describe("orders", () => {
     expect((await api.get(`/api/products/${product.id}`)).body.stock).toBe(0);
     expect(scalar("SELECT count(*) FROM orders")).toBe(50);
     expect(scalar("SELECT sum(balance) FROM users")).toBe(300 * 10_000 - 50 * 1000);
-    expect(brokenInvariants(server.db, new Map([[product.id, 50]]))).toEqual([]);
+    expect(await brokenInvariants(server.db, new Map([[product.id, 50]]))).toEqual([]);
   });
 
   test("one coupon in 30 simultaneous orders is used exactly once", async () => {
@@ -114,7 +114,7 @@ describe("orders", () => {
     expect(paid?.body).toMatchObject({ totalAmount: 5000, discountAmount: 2000, paidAmount: 3000 });
     expect(scalar("SELECT count(*) FROM orders WHERE user_coupon_id = ?", held.body.id)).toBe(1);
     expect(scalar("SELECT status FROM user_coupons WHERE id = ?", held.body.id)).toBe("USED");
-    expect(brokenInvariants(server.db, new Map([[product.id, 1000]]))).toEqual([]);
+    expect(await brokenInvariants(server.db, new Map([[product.id, 1000]]))).toEqual([]);
   });
 
   test("1,000 points against 50 simultaneous 100-point orders: exactly 10 paid, balance 0", async () => {
@@ -129,7 +129,7 @@ describe("orders", () => {
     expect((await buyer.api.get(`/api/users/${buyer.id}/points`)).body).toEqual({ userId: buyer.id, balance: 0 });
     expect(scalar("SELECT count(*) FROM point_history WHERE user_id = ? AND type = 'USE'", buyer.id)).toBe(10);
     expect((await api.get(`/api/products/${product.id}`)).body.stock).toBe(990);
-    expect(brokenInvariants(server.db, new Map([[product.id, 1000]]))).toEqual([]);
+    expect(await brokenInvariants(server.db, new Map([[product.id, 1000]]))).toEqual([]);
   });
 
   test("orders and cancels racing on the same products keep stock and points exact", async () => {
@@ -158,7 +158,7 @@ describe("orders", () => {
     const retriedPaid = retried.filter((r) => r.status === 201).length;
     expect(scalar("SELECT count(*) FROM orders WHERE status = 'PAID'")).toBe(retriedPaid);
     expect(
-      brokenInvariants(
+      await brokenInvariants(
         server.db,
         new Map([
           [a.id, 40],

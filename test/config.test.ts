@@ -11,6 +11,7 @@ describe("loadConfig", () => {
       sqlite: { synchronous: "NORMAL", busyTimeoutMs: 5000 },
       jwtSecret: null,
       rateLimit: { windowMs: 10_000, couponClaims: 50, orders: 50 },
+      pg: { poolMax: 10, statementTimeoutMs: 5000, couponStrategy: "atomic" },
     });
   });
 
@@ -35,16 +36,35 @@ describe("loadConfig", () => {
       sqlite: { synchronous: "FULL", busyTimeoutMs: 250 },
       jwtSecret: "s".repeat(32),
       rateLimit: { windowMs: 1000, couponClaims: 0, orders: 7 },
+      pg: { poolMax: 10, statementTimeoutMs: 5000, couponStrategy: "atomic" },
     });
   });
 
   test("accepts the in-memory database and sqlite:// spellings; empty means unset", () => {
-    expect(loadConfig({ DATABASE_URL: "sqlite::memory:" }).database.path).toBe(":memory:");
-    expect(loadConfig({ DATABASE_URL: "sqlite://./x.db" }).database.path).toBe("./x.db");
+    expect(loadConfig({ DATABASE_URL: "sqlite::memory:" }).database).toEqual({ kind: "sqlite", path: ":memory:" });
+    expect(loadConfig({ DATABASE_URL: "sqlite://./x.db" }).database).toEqual({ kind: "sqlite", path: "./x.db" });
     expect(loadConfig({ PORT: "" }).port).toBe(3000);
   });
 
+  test("postgres:// selects PostgreSQL, with an optional schema, and then needs JWT_SECRET", () => {
+    const secret = { JWT_SECRET: "s".repeat(32) };
+    expect(
+      loadConfig({ ...secret, DATABASE_URL: "postgres://app@db:5432/shop?schema=flash_1&sslmode=require" }).database,
+    ).toEqual({
+      kind: "postgres",
+      url: "postgres://app@db:5432/shop?sslmode=require",
+      schema: "flash_1",
+    });
+    expect(loadConfig({ ...secret, DATABASE_URL: "postgresql://localhost/shop", PG_POOL_MAX: "32" }).pg.poolMax).toBe(
+      32,
+    );
+    expect(() => loadConfig({ DATABASE_URL: "postgres://localhost/shop" })).toThrow(/JWT_SECRET: required/);
+  });
+
   test.each([
+    [{ DATABASE_URL: "postgres://localhost/db?schema=Bad-Name", JWT_SECRET: "s".repeat(32) }, "DATABASE_URL"],
+    [{ COUPON_STRATEGY: "magic" }, "COUPON_STRATEGY"],
+    [{ PG_POOL_MAX: "0" }, "PG_POOL_MAX"],
     [{ PORT: "http" }, "PORT"],
     [{ PORT: "70000" }, "PORT"],
     [{ DATABASE_URL: "mysql://localhost/db" }, "DATABASE_URL"],

@@ -192,7 +192,7 @@ test("random sequences of charge, claim, order and cancel agree with the model",
           for (const [i, c] of coupons.entries()) {
             expect((await server.anonymous.get(`/api/coupons/${c.id}`)).body.issuedQuantity).toBe(issued[i] as number);
           }
-          expect(brokenInvariants(server.db, initialStock)).toEqual([]);
+          expect(await brokenInvariants(server.db, initialStock)).toEqual([]);
         }
       } finally {
         await server.stop();

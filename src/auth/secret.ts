@@ -18,6 +18,7 @@ export function secretFileOf(databasePath: string): string {
  */
 export function resolveJwtSecret(config: Pick<Config, "jwtSecret" | "database">, logger: Logger): Uint8Array {
   if (config.jwtSecret !== null) return new TextEncoder().encode(config.jwtSecret);
+  if (config.database.kind === "postgres") throw new Error("JWT_SECRET is required with PostgreSQL");
   if (config.database.path === ":memory:") {
     logger.warn("JWT_SECRET is not set: using a random secret for this process only");
     return new TextEncoder().encode(randomBytes(48).toString("base64url"));

@@ -4,7 +4,7 @@ import { openStore } from "../store/index.ts";
 
 try {
   const config = loadConfig();
-  const store = openStore(config);
+  const store = await openStore(config);
   await store.close();
   console.log(
     JSON.stringify({ migrated: config.database.kind === "sqlite" ? config.database.path : config.database.kind }),

@@ -44,7 +44,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const config = loadConfig();
-  const store = openStore(config);
+  const store = await openStore(config);
   const now = Date.now();
   const summary = { users: [0, 0], products: [0, 0], coupons: [] as number[] };
   try {

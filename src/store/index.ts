@@ -1,20 +1,30 @@
 import type { Config } from "../config.ts";
+import { openPg } from "./pg/database.ts";
+import { PgStore } from "./pg/store.ts";
 import type { Store } from "./port.ts";
 import { openSqlite } from "./sqlite/database.ts";
 import { SqliteStore } from "./sqlite/store.ts";
 
 export type { Store } from "./port.ts";
 
-/** `DATABASE_URL` is the single switch between backends. */
-export function openStore(config: Pick<Config, "database" | "sqlite">): Store {
-  switch (config.database.kind) {
-    case "sqlite":
-      return new SqliteStore(
-        openSqlite({
-          path: config.database.path,
-          synchronous: config.sqlite.synchronous,
-          busyTimeoutMs: config.sqlite.busyTimeoutMs,
-        }),
-      );
+/** `DATABASE_URL` is the single switch between backends; both are migrated when opened. */
+export async function openStore(config: Pick<Config, "database" | "sqlite" | "pg">): Promise<Store> {
+  const { database } = config;
+  if (database.kind === "postgres") {
+    return new PgStore(
+      await openPg({
+        url: database.url,
+        schema: database.schema,
+        poolMax: config.pg.poolMax,
+        statementTimeoutMs: config.pg.statementTimeoutMs,
+      }),
+    );
   }
+  return new SqliteStore(
+    openSqlite({
+      path: database.path,
+      synchronous: config.sqlite.synchronous,
+      busyTimeoutMs: config.sqlite.busyTimeoutMs,
+    }),
+  );
 }

@@ -121,7 +121,7 @@ describe("claiming", () => {
     expect(server.db.query("SELECT count(*) AS n FROM user_coupons WHERE coupon_id = ?").get(coupon.id)).toEqual({
       n: 1,
     });
-    expect(brokenInvariants(server.db)).toEqual([]);
+    expect(await brokenInvariants(server.db)).toEqual([]);
   });
 
   test("claims outside the issue window are 409 COUPON_NOT_ACTIVE", async () => {

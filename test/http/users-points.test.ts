@@ -92,7 +92,7 @@ describe("points", () => {
     );
     expect(balanceInDb(user.id)).toBe(99_999_999);
     expect((await admin.charge(user.id, 1)).balance).toBe(100_000_000);
-    expect(brokenInvariants(server.db)).toEqual([]);
+    expect(await brokenInvariants(server.db)).toEqual([]);
   });
 
   test("history is newest first and pages walk every entry once", async () => {

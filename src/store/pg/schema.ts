@@ -1,0 +1,176 @@
+/**
+ * PostgreSQL schema: the same tables, names and invariants as src/store/sqlite/schema.ts, so both
+ * backends refuse the same broken states. Money and timestamps (epoch milliseconds) are bigint, read
+ * as JavaScript numbers: every cap keeps them far below 2^53.
+ */
+import { sql } from "drizzle-orm";
+import { bigint, check, index, integer, pgTable, primaryKey, text, uniqueIndex } from "drizzle-orm/pg-core";
+
+const money = (name: string) => bigint(name, { mode: "number" });
+const millis = (name: string) => bigint(name, { mode: "number" });
+
+export const users = pgTable(
+  "users",
+  {
+    id: integer("id").primaryKey().generatedAlwaysAsIdentity(),
+    name: text("name").notNull(),
+    balance: money("balance").notNull().default(0),
+    createdAt: millis("created_at").notNull(),
+  },
+  (t) => [
+    check("users_balance_non_negative", sql`${t.balance} >= 0`),
+    check("users_name_length", sql`char_length(${t.name}) BETWEEN 1 AND 100`),
+  ],
+);
+
+export const products = pgTable(
+  "products",
+  {
+    id: integer("id").primaryKey().generatedAlwaysAsIdentity(),
+    name: text("name").notNull(),
+    price: money("price").notNull(),
+    stock: integer("stock").notNull(),
+    createdAt: millis("created_at").notNull(),
+  },
+  (t) => [
+    check("products_price_positive", sql`${t.price} > 0`),
+    check("products_stock_non_negative", sql`${t.stock} >= 0`),
+  ],
+);
+
+export const coupons = pgTable(
+  "coupons",
+  {
+    id: integer("id").primaryKey().generatedAlwaysAsIdentity(),
+    name: text("name").notNull(),
+    discountType: text("discount_type", { enum: ["FIXED", "PERCENT"] }).notNull(),
+    discountValue: money("discount_value").notNull(),
+    maxDiscount: money("max_discount"),
+    minOrderAmount: money("min_order_amount").notNull().default(0),
+    issueStartsAt: millis("issue_starts_at"),
+    issueEndsAt: millis("issue_ends_at"),
+    validDays: integer("valid_days").notNull(),
+    totalQuantity: integer("total_quantity").notNull(),
+    issuedQuantity: integer("issued_quantity").notNull().default(0),
+    /** Compare-and-set version for the optimistic strategy. */
+    version: integer("version").notNull().default(0),
+    createdAt: millis("created_at").notNull(),
+  },
+  (t) => [
+    check("coupons_discount_type", sql`${t.discountType} IN ('FIXED', 'PERCENT')`),
+    check(
+      "coupons_discount_value",
+      sql`${t.discountValue} > 0 AND (${t.discountType} <> 'PERCENT' OR ${t.discountValue} <= 100)`,
+    ),
+    check("coupons_issued_within_total", sql`${t.issuedQuantity} >= 0 AND ${t.issuedQuantity} <= ${t.totalQuantity}`),
+    check("coupons_valid_days_positive", sql`${t.validDays} > 0`),
+  ],
+);
+
+export const userCoupons = pgTable(
+  "user_coupons",
+  {
+    id: integer("id").primaryKey().generatedAlwaysAsIdentity(),
+    userId: integer("user_id")
+      .notNull()
+      .references(() => users.id),
+    couponId: integer("coupon_id")
+      .notNull()
+      .references(() => coupons.id),
+    status: text("status", { enum: ["AVAILABLE", "USED"] }).notNull(),
+    issuedAt: millis("issued_at").notNull(),
+    expiresAt: millis("expires_at").notNull(),
+    usedAt: millis("used_at"),
+  },
+  (t) => [
+    uniqueIndex("user_coupons_user_coupon_unique").on(t.userId, t.couponId),
+    check("user_coupons_status", sql`${t.status} IN ('AVAILABLE', 'USED')`),
+    check("user_coupons_used_at_matches_status", sql`(${t.status} = 'USED') = (${t.usedAt} IS NOT NULL)`),
+  ],
+);
+
+export const orders = pgTable(
+  "orders",
+  {
+    id: integer("id").primaryKey().generatedAlwaysAsIdentity(),
+    userId: integer("user_id")
+      .notNull()
+      .references(() => users.id),
+    status: text("status", { enum: ["PAID", "CANCELLED"] }).notNull(),
+    totalAmount: money("total_amount").notNull(),
+    discountAmount: money("discount_amount").notNull(),
+    paidAmount: money("paid_amount").notNull(),
+    userCouponId: integer("user_coupon_id").references(() => userCoupons.id),
+    createdAt: millis("created_at").notNull(),
+    cancelledAt: millis("cancelled_at"),
+  },
+  (t) => [
+    index("orders_user_id_idx").on(t.userId, t.id),
+    index("orders_status_created_at_idx").on(t.status, t.createdAt),
+    uniqueIndex("orders_paid_user_coupon_unique")
+      .on(t.userCouponId)
+      .where(sql`${t.status} = 'PAID' AND ${t.userCouponId} IS NOT NULL`),
+    check("orders_status", sql`${t.status} IN ('PAID', 'CANCELLED')`),
+    check(
+      "orders_amounts",
+      sql`${t.totalAmount} > 0 AND ${t.discountAmount} >= 0 AND ${t.discountAmount} <= ${t.totalAmount} AND ${t.paidAmount} = ${t.totalAmount} - ${t.discountAmount}`,
+    ),
+    check("orders_cancelled_at_matches_status", sql`(${t.status} = 'CANCELLED') = (${t.cancelledAt} IS NOT NULL)`),
+  ],
+);
+
+export const orderItems = pgTable(
+  "order_items",
+  {
+    orderId: integer("order_id")
+      .notNull()
+      .references(() => orders.id),
+    productId: integer("product_id")
+      .notNull()
+      .references(() => products.id),
+    quantity: integer("quantity").notNull(),
+    unitPrice: money("unit_price").notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.orderId, t.productId] }),
+    check("order_items_quantity", sql`${t.quantity} BETWEEN 1 AND 100`),
+    check("order_items_unit_price_positive", sql`${t.unitPrice} > 0`),
+  ],
+);
+
+export const pointHistory = pgTable(
+  "point_history",
+  {
+    id: integer("id").primaryKey().generatedAlwaysAsIdentity(),
+    userId: integer("user_id")
+      .notNull()
+      .references(() => users.id),
+    type: text("type", { enum: ["CHARGE", "USE", "REFUND"] }).notNull(),
+    amount: money("amount").notNull(),
+    balanceAfter: money("balance_after").notNull(),
+    orderId: integer("order_id").references(() => orders.id),
+    createdAt: millis("created_at").notNull(),
+  },
+  (t) => [
+    index("point_history_user_id_idx").on(t.userId, t.id),
+    check("point_history_type", sql`${t.type} IN ('CHARGE', 'USE', 'REFUND')`),
+    check("point_history_amount_positive", sql`${t.amount} > 0`),
+    check("point_history_balance_after_non_negative", sql`${t.balanceAfter} >= 0`),
+    check("point_history_order_matches_type", sql`(${t.type} = 'CHARGE') = (${t.orderId} IS NULL)`),
+  ],
+);
+
+export const idempotencyKeys = pgTable(
+  "idempotency_keys",
+  {
+    userId: integer("user_id")
+      .notNull()
+      .references(() => users.id),
+    key: text("key").notNull(),
+    fingerprint: text("fingerprint").notNull(),
+    statusCode: integer("status_code").notNull(),
+    responseBody: text("response_body").notNull(),
+    createdAt: millis("created_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.userId, t.key] }), index("idempotency_keys_created_at_idx").on(t.createdAt)],
+);
