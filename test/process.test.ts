@@ -3,12 +3,15 @@
  */
 
 import { Database } from "bun:sqlite";
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { type Client, client } from "./support/api.ts";
 import { tokenFor } from "./support/server.ts";
+
+// Real servers on real databases (PostgreSQL too): more than the default 5 s on a busy machine.
+setDefaultTimeout(60_000);
 
 const entry = resolve(import.meta.dir, "../src/index.ts");
 const cleanups: (() => void)[] = [];

@@ -22,8 +22,8 @@ export const limits = {
   defaultPopularDays: 3,
   maxPopularLimit: 20,
   defaultPopularLimit: 5,
-  /** Largest id accepted in a path or body; SQLite rowids and bigserials both fit. */
-  maxId: Number.MAX_SAFE_INTEGER,
+  /** Largest id accepted in a path, query or body: PostgreSQL ids are 32-bit integers. */
+  maxId: 2_147_483_647,
   idempotencyKeyMaxLength: 255,
   /** Stored idempotent responses are kept at least this long. */
   idempotencyRetentionMs: 24 * 60 * 60 * 1000,

@@ -41,6 +41,7 @@ export const pageQuery = z.object({
   limit: boundedIntQuery("limit", 1, limits.maxPageSize, limits.defaultPageSize),
   cursor: positiveIntText
     .transform(Number)
+    .pipe(z.int().max(limits.maxId))
     .optional()
     .transform((value) => value ?? null)
     .openapi({
@@ -50,7 +51,14 @@ export const pageQuery = z.object({
     }),
 });
 
-export const nameField = z.string().trim().min(1).max(limits.nameLength).openapi({ example: "Kim" });
+export const nameField = z
+  .string()
+  .trim()
+  .min(1)
+  .max(limits.nameLength)
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
+  .refine((name) => !/[\u0000-\u001f\u007f]/.test(name), "must not contain control characters")
+  .openapi({ example: "Kim" });
 
 export const timestamp = z.iso.datetime().openapi({ example: "2026-11-24T12:00:00.000Z" });
 

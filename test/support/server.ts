@@ -1,18 +1,23 @@
 /**
- * A real flashcart server for tests: a real SQLite file in a fresh temporary directory, the real app,
- * listening on a random local port. Tests talk to it over HTTP and read the file directly to check
- * what was committed.
+ * A real flashcart server for tests: the real app listening on a random local port, on a real
+ * database: a SQLite file in a fresh temporary directory, or a fresh schema of the PostgreSQL server
+ * named by TEST_DATABASE_URL. Tests talk to it over HTTP and read the database directly to check what
+ * was committed.
  */
 import { Database } from "bun:sqlite";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import postgres from "postgres";
 import { createApp } from "../../src/app.ts";
 import { signToken, TokenVerifier } from "../../src/auth/tokens.ts";
 import type { RateLimits } from "../../src/config.ts";
 import type { Clock } from "../../src/domain/time.ts";
 import { silentLogger } from "../../src/logger.ts";
+import { openPg } from "../../src/store/pg/database.ts";
+import { PgStore } from "../../src/store/pg/store.ts";
+import type { Store } from "../../src/store/port.ts";
 import { openSqlite } from "../../src/store/sqlite/database.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
 import { type Client, client } from "./api.ts";
@@ -37,11 +42,16 @@ export function testClock(start = Date.now()): TestClock {
 }
 
 export interface TestServer {
+  backend: Backend;
   url: string;
+  /** The SQLite file ("" on PostgreSQL). */
   dbPath: string;
   clock: TestClock;
-  /** A second, read-only connection to the same file, as an auditor would open it. */
-  db: Database;
+  /** A second connection to the same database, as an auditor would open it (read-only on SQLite). */
+  db: Database | postgres.Sql;
+  /** Rows of a query written with `?` placeholders, on either backend. */
+  all(sql: string, ...params: unknown[]): Promise<Record<string, any>[]>;
+  get(sql: string, ...params: unknown[]): Promise<Record<string, any> | undefined>;
   /** The HS256 secret this server trusts. */
   secret: Uint8Array;
   /** A client carrying an admin token. */
@@ -62,11 +72,73 @@ export function tokenFor(secret: Uint8Array, subject: number | "admin", ttlSecon
     : signToken(secret, { sub: String(subject), role: "user" }, ttlSeconds);
 }
 
-export async function startServer(options: { clock?: TestClock; rateLimits?: RateLimits } = {}): Promise<TestServer> {
+export type Backend = "sqlite" | "pg";
+
+/**
+ * The backends the shared suites run on: SQLite always, PostgreSQL when TEST_DATABASE_URL names a
+ * server (.ci/run always sets it).
+ */
+export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? "";
+export const backends: Backend[] = TEST_DATABASE_URL === "" ? ["sqlite"] : ["sqlite", "pg"];
+if (TEST_DATABASE_URL === "") {
+  console.log("PostgreSQL suites not run: set TEST_DATABASE_URL=postgres://… to run every suite on PostgreSQL too.");
+}
+
+interface Database_ {
+  store: Store;
+  source: Database | postgres.Sql;
+  dbPath: string;
+  close(): Promise<void>;
+}
+
+async function openDatabase(backend: Backend): Promise<Database_> {
+  if (backend === "pg") {
+    const schema = `flashcart_test_${process.pid}_${randomBytes(4).toString("hex")}`;
+    const store = new PgStore(
+      await openPg({ url: TEST_DATABASE_URL, schema, poolMax: 20, statementTimeoutMs: 10_000 }),
+    );
+    const reader = postgres(TEST_DATABASE_URL, { max: 2, onnotice: () => {}, connection: { search_path: schema } });
+    return {
+      store,
+      source: reader,
+      dbPath: "",
+      async close() {
+        await store.close();
+        await reader.unsafe(`DROP SCHEMA "${schema}" CASCADE`);
+        await reader.end({ timeout: 5 });
+      },
+    };
+  }
   const dir = mkdtempSync(join(tmpdir(), "flashcart-test-"));
   const dbPath = join(dir, "flashcart.db");
-  const clock = options.clock ?? testClock();
   const store = new SqliteStore(openSqlite({ path: dbPath, synchronous: "NORMAL", busyTimeoutMs: 5000 }));
+  const reader = new Database(dbPath, { readonly: true });
+  return {
+    store,
+    source: reader,
+    dbPath,
+    async close() {
+      reader.close();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Numbers come back as numbers from both backends (PostgreSQL sends count() and bigint as text). */
+function normalise(row: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(row).map(([k, v]) => [k, typeof v === "string" && /^-?[0-9]+$/.test(v) ? Number(v) : v]),
+  );
+}
+
+export async function startServer(
+  options: { clock?: TestClock; rateLimits?: RateLimits; backend?: Backend } = {},
+): Promise<TestServer> {
+  const backend = options.backend ?? "sqlite";
+  const clock = options.clock ?? testClock();
+  const database = await openDatabase(backend);
+  const { store, source } = database;
   const secret = new TextEncoder().encode(randomBytes(32).toString("hex"));
   const app = createApp({
     store,
@@ -76,22 +148,31 @@ export async function startServer(options: { clock?: TestClock; rateLimits?: Rat
     rateLimits: options.rateLimits ?? noLimits,
   });
   const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: app.fetch });
-  const db = new Database(dbPath, { readonly: true });
   const url = `http://127.0.0.1:${server.port}`;
+  const all = async (sql: string, ...params: unknown[]): Promise<Record<string, any>[]> => {
+    if (source instanceof Database) return source.query(sql).all(...(params as never[])) as Record<string, any>[];
+    let n = 0;
+    const rows = await source.unsafe(
+      sql.replace(/\?/g, () => `$${++n}`),
+      params as never[],
+    );
+    return rows.map(normalise);
+  };
   return {
+    backend,
     url,
-    dbPath,
+    dbPath: database.dbPath,
     clock,
-    db,
+    db: source,
+    all,
+    get: async (sql, ...params) => (await all(sql, ...params))[0],
     secret,
     admin: client(url, await tokenFor(secret, "admin")),
     as: async (userId) => client(url, await tokenFor(secret, userId)),
     anonymous: client(url),
     async stop() {
       await server.stop(true);
-      db.close();
-      await store.close();
-      rmSync(dir, { recursive: true, force: true });
+      await database.close();
     },
   };
 }

@@ -36,7 +36,6 @@ type CouponRow = typeof coupons.$inferSelect;
 type UserCouponRow = typeof userCoupons.$inferSelect;
 type OrderRow = typeof orders.$inferSelect;
 
-const NO_UPPER_BOUND = Number.MAX_SAFE_INTEGER;
 const MAX_ATTEMPTS = 5;
 
 /** Serialization failures and deadlocks are retried; everything else is an answer. */
@@ -207,7 +206,7 @@ export class PgStore implements Store {
     const rows = await this.db
       .select()
       .from(pointHistory)
-      .where(and(eq(pointHistory.userId, userId), lt(pointHistory.id, page.after ?? NO_UPPER_BOUND)))
+      .where(and(eq(pointHistory.userId, userId), page.after === null ? undefined : lt(pointHistory.id, page.after)))
       .orderBy(desc(pointHistory.id))
       .limit(page.limit + 1);
     return toPage(
@@ -464,7 +463,7 @@ export class PgStore implements Store {
     const rows = await this.db
       .select()
       .from(orders)
-      .where(and(eq(orders.userId, userId), lt(orders.id, page.after ?? NO_UPPER_BOUND)))
+      .where(and(eq(orders.userId, userId), page.after === null ? undefined : lt(orders.id, page.after)))
       .orderBy(desc(orders.id))
       .limit(page.limit + 1);
     const result = toPage(rows, page.limit, (row) => row.id);
