@@ -50,8 +50,13 @@ const envSchema = z.object({
   RATE_LIMIT_ORDERS: z.coerce.number().int().min(0).max(1_000_000).default(50),
   PG_POOL_MAX: z.coerce.number().int().min(1).max(1000).default(10),
   PG_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
-  /** How PostgreSQL claims a coupon; only `atomic` (conditional UPDATE … RETURNING) so far. */
-  COUPON_STRATEGY: z.enum(["atomic"]).default("atomic"),
+  /** How PostgreSQL hands out a drop: atomic | pessimistic | optimistic | redis (see README). */
+  COUPON_STRATEGY: z.enum(["atomic", "pessimistic", "optimistic", "redis"]).default("atomic"),
+  /** Redis for the `redis` coupon strategy. */
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?:\/\/./, "expected redis://host:port")
+    .default("redis://127.0.0.1:6379"),
 });
 
 export type LogLevel = z.infer<typeof envSchema>["LOG_LEVEL"];
@@ -74,7 +79,8 @@ export type DatabaseConfig =
 export interface PgConfig {
   poolMax: number;
   statementTimeoutMs: number;
-  couponStrategy: "atomic";
+  couponStrategy: "atomic" | "pessimistic" | "optimistic" | "redis";
+  redisUrl: string;
 }
 
 export interface RateLimits {
@@ -117,6 +123,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       poolMax: e.PG_POOL_MAX,
       statementTimeoutMs: e.PG_STATEMENT_TIMEOUT_MS,
       couponStrategy: e.COUPON_STRATEGY,
+      redisUrl: e.REDIS_URL,
     },
   };
 }

@@ -11,7 +11,7 @@ describe("loadConfig", () => {
       sqlite: { synchronous: "NORMAL", busyTimeoutMs: 5000 },
       jwtSecret: null,
       rateLimit: { windowMs: 10_000, couponClaims: 50, orders: 50 },
-      pg: { poolMax: 10, statementTimeoutMs: 5000, couponStrategy: "atomic" },
+      pg: { poolMax: 10, statementTimeoutMs: 5000, couponStrategy: "atomic", redisUrl: "redis://127.0.0.1:6379" },
     });
   });
 
@@ -36,7 +36,7 @@ describe("loadConfig", () => {
       sqlite: { synchronous: "FULL", busyTimeoutMs: 250 },
       jwtSecret: "s".repeat(32),
       rateLimit: { windowMs: 1000, couponClaims: 0, orders: 7 },
-      pg: { poolMax: 10, statementTimeoutMs: 5000, couponStrategy: "atomic" },
+      pg: { poolMax: 10, statementTimeoutMs: 5000, couponStrategy: "atomic", redisUrl: "redis://127.0.0.1:6379" },
     });
   });
 

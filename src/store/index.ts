@@ -1,3 +1,4 @@
+import { RedisClient } from "bun";
 import type { Config } from "../config.ts";
 import { openPg } from "./pg/database.ts";
 import { PgStore } from "./pg/store.ts";
@@ -11,14 +12,18 @@ export type { Store } from "./port.ts";
 export async function openStore(config: Pick<Config, "database" | "sqlite" | "pg">): Promise<Store> {
   const { database } = config;
   if (database.kind === "postgres") {
-    return new PgStore(
-      await openPg({
-        url: database.url,
-        schema: database.schema,
-        poolMax: config.pg.poolMax,
-        statementTimeoutMs: config.pg.statementTimeoutMs,
-      }),
-    );
+    const db = await openPg({
+      url: database.url,
+      schema: database.schema,
+      poolMax: config.pg.poolMax,
+      statementTimeoutMs: config.pg.statementTimeoutMs,
+    });
+    const { couponStrategy } = config.pg;
+    if (couponStrategy !== "redis") return new PgStore(db, { couponStrategy });
+    const redis = new RedisClient(config.pg.redisUrl);
+    const store = new PgStore(db, { couponStrategy, redis, redisPrefix: `flashcart:${database.schema ?? "public"}:` });
+    await store.rebuildRedis();
+    return store;
   }
   return new SqliteStore(
     openSqlite({

@@ -9,12 +9,14 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { RedisClient } from "bun";
 import postgres from "postgres";
 import { createApp } from "../../src/app.ts";
 import { signToken, TokenVerifier } from "../../src/auth/tokens.ts";
 import type { RateLimits } from "../../src/config.ts";
 import type { Clock } from "../../src/domain/time.ts";
 import { silentLogger } from "../../src/logger.ts";
+import { type CouponStrategy, couponStrategies } from "../../src/store/pg/coupon-strategies.ts";
 import { openPg } from "../../src/store/pg/database.ts";
 import { PgStore } from "../../src/store/pg/store.ts";
 import type { Store } from "../../src/store/port.ts";
@@ -72,14 +74,17 @@ export function tokenFor(secret: Uint8Array, subject: number | "admin", ttlSecon
     : signToken(secret, { sub: String(subject), role: "user" }, ttlSeconds);
 }
 
-export type Backend = "sqlite" | "pg";
+export type Backend = "sqlite" | `pg-${CouponStrategy}`;
 
 /**
- * The backends the shared suites run on: SQLite always, PostgreSQL when TEST_DATABASE_URL names a
- * server (.ci/run always sets it).
+ * The backends the shared suites run on: SQLite always; PostgreSQL with every coupon strategy when
+ * TEST_DATABASE_URL names a server (.ci/run always sets it). The redis strategy uses TEST_REDIS_URL
+ * (default redis://127.0.0.1:6379) under a key prefix of its own.
  */
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? "";
-export const backends: Backend[] = TEST_DATABASE_URL === "" ? ["sqlite"] : ["sqlite", "pg"];
+const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+export const backends: Backend[] =
+  TEST_DATABASE_URL === "" ? ["sqlite"] : ["sqlite", ...couponStrategies.map((s) => `pg-${s}` as const)];
 if (TEST_DATABASE_URL === "") {
   console.log("PostgreSQL suites not run: set TEST_DATABASE_URL=postgres://… to run every suite on PostgreSQL too.");
 }
@@ -92,17 +97,24 @@ interface Database_ {
 }
 
 async function openDatabase(backend: Backend): Promise<Database_> {
-  if (backend === "pg") {
+  if (backend !== "sqlite") {
+    const couponStrategy = backend.slice("pg-".length) as CouponStrategy;
     const schema = `flashcart_test_${process.pid}_${randomBytes(4).toString("hex")}`;
-    const store = new PgStore(
-      await openPg({ url: TEST_DATABASE_URL, schema, poolMax: 20, statementTimeoutMs: 10_000 }),
-    );
+    const db = await openPg({ url: TEST_DATABASE_URL, schema, poolMax: 20, statementTimeoutMs: 10_000 });
+    const redisPrefix = `flashcart-test:${schema}:`;
+    const redis = couponStrategy === "redis" ? new RedisClient(TEST_REDIS_URL) : undefined;
+    const store = new PgStore(db, { couponStrategy, redis, redisPrefix });
+    await store.rebuildRedis();
     const reader = postgres(TEST_DATABASE_URL, { max: 2, onnotice: () => {}, connection: { search_path: schema } });
     return {
       store,
       source: reader,
       dbPath: "",
       async close() {
+        if (redis !== undefined) {
+          const keys = (await redis.send("KEYS", [`${redisPrefix}*`])) as string[];
+          if (keys.length > 0) await redis.send("DEL", keys);
+        }
         await store.close();
         await reader.unsafe(`DROP SCHEMA "${schema}" CASCADE`);
         await reader.end({ timeout: 5 });

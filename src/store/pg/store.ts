@@ -1,11 +1,6 @@
+import type { RedisClient } from "bun";
 import { and, asc, desc, eq, gt, gte, inArray, lt, sql } from "drizzle-orm";
-import {
-  assertCouponUsable,
-  assertIssuable,
-  expiryOf,
-  type HeldCoupon,
-  userCouponStatus,
-} from "../../domain/coupon.ts";
+import { assertCouponUsable, type HeldCoupon, userCouponStatus } from "../../domain/coupon.ts";
 import { DomainError, notFound } from "../../domain/errors.ts";
 import { limits } from "../../domain/limits.ts";
 import type {
@@ -28,6 +23,16 @@ import { assertCancellable, linesInLockOrder, orderTotal, settle } from "../../d
 import { toPage } from "../../domain/pagination.ts";
 import { isoOf, isoOrNull } from "../../domain/time.ts";
 import type { ChargePoints, IdempotencyClaim, Idempotent, PlaceOrder, Store } from "../port.ts";
+import {
+  type Claim,
+  type Claimed,
+  type CouponStrategy,
+  claimAtomic,
+  claimOptimistic,
+  claimPessimistic,
+  RedisCouponGate,
+  writeReserved,
+} from "./coupon-strategies.ts";
 import type { PgDb } from "./database.ts";
 import { coupons, idempotencyKeys, orderItems, orders, pointHistory, products, userCoupons, users } from "./schema.ts";
 
@@ -105,7 +110,26 @@ const lineColumns = { productId: orderItems.productId, quantity: orderItems.quan
 export class PgStore implements Store {
   readonly backend = "postgres" as const;
 
-  constructor(private readonly db: PgDb) {}
+  private readonly gate: RedisCouponGate | null;
+
+  constructor(
+    private readonly db: PgDb,
+    private readonly options: { couponStrategy: CouponStrategy; redis?: RedisClient; redisPrefix?: string } = {
+      couponStrategy: "atomic",
+    },
+  ) {
+    if (options.couponStrategy === "redis") {
+      if (options.redis === undefined) throw new Error("the redis coupon strategy needs a Redis client");
+      this.gate = new RedisCouponGate(options.redis, options.redisPrefix ?? "flashcart:");
+    } else {
+      this.gate = null;
+    }
+  }
+
+  /** For the redis strategy: copies every drop's state from PostgreSQL into Redis (at start-up). */
+  async rebuildRedis(): Promise<number> {
+    return this.gate === null ? 0 : this.gate.rebuild(this.db);
+  }
 
   private async write<T>(work: (tx: Tx) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
@@ -265,7 +289,9 @@ export class PgStore implements Store {
       .insert(coupons)
       .values({ ...input, issuedQuantity: 0, createdAt: now })
       .returning();
-    return toCoupon(row as CouponRow);
+    const coupon = row as CouponRow;
+    await this.gate?.created(coupon.id, coupon.totalQuantity);
+    return toCoupon(coupon);
   }
 
   async getCoupon(couponId: number): Promise<Coupon> {
@@ -274,41 +300,42 @@ export class PgStore implements Store {
     return toCoupon(row);
   }
 
-  /**
-   * The `atomic` strategy: insert the holding under the (user, coupon) unique index, then
-   * `UPDATE … SET issued = issued + 1 WHERE issued < total RETURNING`. READ COMMITTED re-checks that
-   * WHERE on the newest row version, so concurrent claims can never over-issue.
-   */
-  issueCoupon(command: { userId: number; couponId: number; now: number }): Promise<IssuedCoupon> {
-    const { userId, couponId, now } = command;
-    return this.write(async (tx) => {
-      const [coupon] = await tx.select().from(coupons).where(eq(coupons.id, couponId));
-      if (coupon === undefined) throw notFound.coupon(couponId);
-      await this.requireUser(tx, userId);
-      assertIssuable(coupon, now);
-      const expiresAt = expiryOf(now, coupon.validDays);
-      const [held] = await tx
-        .insert(userCoupons)
-        .values({ userId, couponId, status: "AVAILABLE", issuedAt: now, expiresAt })
-        .onConflictDoNothing({ target: [userCoupons.userId, userCoupons.couponId] })
-        .returning({ id: userCoupons.id });
-      if (held === undefined) throw new DomainError("COUPON_ALREADY_ISSUED", "This user already holds this coupon.");
-      const taken = await tx
-        .update(coupons)
-        .set({ issuedQuantity: sql`${coupons.issuedQuantity} + 1` })
-        .where(and(eq(coupons.id, couponId), lt(coupons.issuedQuantity, coupons.totalQuantity)))
-        .returning({ id: coupons.id });
-      if (taken.length === 0) throw new DomainError("COUPON_SOLD_OUT", "Every coupon of this drop has been issued.");
-      return {
-        id: held.id,
-        userId,
-        couponId,
-        status: "AVAILABLE" as const,
-        issuedAt: isoOf(now),
-        expiresAt: isoOf(expiresAt),
-        usedAt: null,
-      };
-    });
+  /** First come, first served, by the configured strategy (see coupon-strategies.ts). */
+  async issueCoupon(command: { userId: number; couponId: number; now: number }): Promise<IssuedCoupon> {
+    const claimed = await this.claim(command);
+    return {
+      id: claimed.id,
+      userId: command.userId,
+      couponId: command.couponId,
+      status: "AVAILABLE",
+      issuedAt: isoOf(command.now),
+      expiresAt: isoOf(claimed.expiresAt),
+      usedAt: null,
+    };
+  }
+
+  private async claim(claim: Claim): Promise<Claimed> {
+    switch (this.options.couponStrategy) {
+      case "atomic":
+        return this.write((tx) => claimAtomic(tx, claim));
+      case "pessimistic":
+        return this.write((tx) => claimPessimistic(tx, claim));
+      case "optimistic":
+        return this.write((tx) => claimOptimistic(tx, claim));
+      case "redis": {
+        const gate = this.gate as RedisCouponGate;
+        const { validDays } = await gate.check(this.db, claim);
+        await gate.reserve(this.db, claim);
+        try {
+          return await this.write((tx) => writeReserved(tx, claim, validDays));
+        } catch (error) {
+          // Redis was ahead of PostgreSQL: give the slot back (and the user too, unless they do hold it).
+          const holds = error instanceof DomainError && error.code === "COUPON_ALREADY_ISSUED";
+          await gate.release(claim, !holds);
+          throw error;
+        }
+      }
+    }
   }
 
   async listUserCoupons(query: {
@@ -532,5 +559,6 @@ export class PgStore implements Store {
 
   async close(): Promise<void> {
     await this.db.$client.end({ timeout: 5 });
+    this.options.redis?.close();
   }
 }
