@@ -4,11 +4,15 @@
 
 import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { RedisClient } from "bun";
+import postgres from "postgres";
+import { brokenInvariants } from "../load/invariants.ts";
 import { type Client, client } from "./support/api.ts";
-import { tokenFor } from "./support/server.ts";
+import { backends, TEST_DATABASE_URL, tokenFor } from "./support/server.ts";
 
 // Real servers on real databases (PostgreSQL too): more than the default 5 s on a busy machine.
 setDefaultTimeout(60_000);
@@ -154,5 +158,62 @@ describe("several processes on one database file", () => {
       users: 60,
     });
     db.close();
+  });
+});
+
+const pgStrategies = backends.filter((b) => b !== "sqlite").map((b) => b.slice("pg-".length));
+
+describe.each(pgStrategies)("several processes on one PostgreSQL database, %s strategy", (strategy) => {
+  test("3 servers started together migrate once and issue exactly the supply, never one coupon twice", async () => {
+    const schema = `flashcart_proc_${process.pid}_${randomBytes(4).toString("hex")}`;
+    const secret = randomBytes(24).toString("hex");
+    const separator = TEST_DATABASE_URL.includes("?") ? "&" : "?";
+    const env = {
+      DATABASE_URL: `${TEST_DATABASE_URL}${separator}schema=${schema}`,
+      JWT_SECRET: secret,
+      COUPON_STRATEGY: strategy,
+    };
+    const auditor = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {}, connection: { search_path: schema } });
+    try {
+      const servers = await Promise.all([launch(tempDir(), env), launch(tempDir(), env), launch(tempDir(), env)]);
+      const key = new TextEncoder().encode(secret);
+      const admin = client((servers[0] as Running).url, await tokenFor(key, "admin"));
+      const coupon = await admin.coupon({ totalQuantity: 60 });
+      const users: { id: number; token: string }[] = [];
+      for (let i = 0; i < 200; i++) {
+        const { id } = await admin.user(`u${i}`);
+        users.push({ id, token: await tokenFor(key, id) });
+      }
+
+      const replies = await Promise.all(
+        users.flatMap((user) => servers.map((server) => client(server.url, user.token).issue(user.id, coupon.id))),
+      );
+
+      const statuses = replies.map((r) => (r.status === 201 ? "201" : `${r.status} ${r.body?.code}`));
+      expect(statuses.filter((s) => s === "201").length).toBe(60);
+      expect(
+        statuses.filter((s) => s !== "201" && s !== "409 COUPON_SOLD_OUT" && s !== "409 COUPON_ALREADY_ISSUED"),
+      ).toEqual([]);
+      for (const server of servers) server.proc.kill("SIGTERM");
+      expect(await Promise.all(servers.map((server) => server.proc.exited))).toEqual([0, 0, 0]);
+
+      expect([
+        ...(await auditor`SELECT count(*)::int AS migrations FROM ${auditor(schema)}.__drizzle_migrations`),
+      ]).toEqual([{ migrations: 1 }]);
+      expect([...(await auditor`SELECT issued_quantity AS n FROM coupons`)]).toEqual([{ n: 60 }]);
+      expect([
+        ...(await auditor`SELECT count(*)::int AS n, count(DISTINCT user_id)::int AS users FROM user_coupons`),
+      ]).toEqual([{ n: 60, users: 60 }]);
+      expect(await brokenInvariants(auditor)).toEqual([]);
+    } finally {
+      await auditor.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await auditor.end({ timeout: 5 });
+      if (strategy === "redis") {
+        const redis = new RedisClient(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+        const keys = (await redis.send("KEYS", [`flashcart:${schema}:*`])) as string[];
+        if (keys.length > 0) await redis.send("DEL", keys);
+        redis.close();
+      }
+    }
   });
 });
