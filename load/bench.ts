@@ -17,6 +17,8 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { RedisClient } from "bun";
+import postgres from "postgres";
 import { signToken } from "../src/auth/tokens.ts";
 import { brokenInvariants } from "./invariants.ts";
 import { type BenchRun, renderMarkdown, renderSvg, type ScenarioResult } from "./report.ts";
@@ -47,6 +49,9 @@ const STOCK = 1_000_000;
 const POINTS = 10_000;
 
 interface Options {
+  variants: Variant[];
+  pgUrl: string;
+  pgPool: number;
   quick: boolean;
   duration: number;
   connections: number;
@@ -66,12 +71,18 @@ function parseOptions(argv: string[]): Options {
       users: { type: "string", default: "20000" },
       scenarios: { type: "string" },
       tool: { type: "string", default: "auto" },
+      variants: { type: "string", default: "sqlite" },
+      "pg-url": {
+        type: "string",
+        default: process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test",
+      },
+      "pg-pool": { type: "string", default: "20" },
       help: { type: "boolean", default: false },
     },
   });
   if (values.help) {
     console.log(
-      `usage: bun run bench [--quick] [--duration SECONDS] [--connections N] [--users N] [--scenarios ${Object.keys(SCENARIOS).join(",")}] [--tool auto|wrk|k6]`,
+      `usage: bun run bench [--quick] [--variants ${VARIANTS.join(",")}] [--duration SECONDS] [--connections N] [--users N] [--scenarios ${Object.keys(SCENARIOS).join(",")}] [--tool auto|wrk|k6] [--pg-url postgres://…] [--pg-pool N]`,
     );
     process.exit(0);
   }
@@ -87,9 +98,16 @@ function parseOptions(argv: string[]): Options {
     if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name}: expected an integer ${min}..${max}`);
     return n;
   };
+  const variants = (values.variants as string).split(",") as Variant[];
+  for (const variant of variants) {
+    if (!VARIANTS.includes(variant)) throw new Error(`unknown variant "${variant}"; known: ${VARIANTS.join(", ")}`);
+  }
   const tool = values.tool as Options["tool"];
   if (!["auto", "wrk", "k6"].includes(tool)) throw new Error("--tool: auto, wrk or k6");
   return {
+    variants,
+    pgUrl: values["pg-url"] as string,
+    pgPool: number(values["pg-pool"] as string, "pg-pool", 1, 1000),
     quick,
     duration: number(values.duration ?? (quick ? "5" : "30"), "duration", 1, 3600),
     connections: number(values.connections as string, "connections", 1, 10_000),
@@ -202,98 +220,192 @@ const failed = (r: LoadResult) =>
   r.socketErrors.write +
   r.socketErrors.timeout;
 
-async function runScenario(
-  name: ScenarioName,
+export const VARIANTS = ["sqlite", "pg-atomic", "pg-pessimistic", "pg-optimistic", "pg-redis"] as const;
+type Variant = (typeof VARIANTS)[number];
+
+interface Deployment {
+  env: Record<string, string>;
+  /** Reads the database for the invariant check. */
+  invariants(): Promise<string[]>;
+  cleanup(): Promise<void>;
+}
+
+const initialStock = () => new Map(Array.from({ length: PRODUCTS }, (_, i) => [i + 1, STOCK]));
+
+/** A fresh database for one variant: a temporary SQLite file, or a schema of its own on PostgreSQL. */
+async function deploy(variant: Variant, options: Options, secret: string): Promise<Deployment> {
+  const base = { JWT_SECRET: secret, LOG_LEVEL: "info", PORT: "0", HOST: "127.0.0.1" };
+  if (variant === "sqlite") {
+    const dir = mkdtempSync(join(tmpdir(), "flashcart-bench-"));
+    return {
+      env: { ...base, DATABASE_URL: `sqlite:${join(dir, "bench.db")}` },
+      async invariants() {
+        const db = new Database(join(dir, "bench.db"), { readonly: true });
+        try {
+          return await brokenInvariants(db, initialStock());
+        } finally {
+          db.close();
+        }
+      },
+      async cleanup() {
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  }
+  const schema = `flashcart_bench_${process.pid}_${randomBytes(4).toString("hex")}`;
+  const separator = options.pgUrl.includes("?") ? "&" : "?";
+  const auditor = postgres(options.pgUrl, { max: 1, onnotice: () => {}, connection: { search_path: schema } });
+  return {
+    env: {
+      ...base,
+      DATABASE_URL: `${options.pgUrl}${separator}schema=${schema}`,
+      COUPON_STRATEGY: variant.slice("pg-".length),
+      PG_POOL_MAX: String(options.pgPool),
+    },
+    invariants: () => brokenInvariants(auditor, initialStock()),
+    async cleanup() {
+      await auditor.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await auditor.end({ timeout: 5 });
+      const redis = new RedisClient(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+      const keys = (await redis.send("KEYS", [`flashcart:${schema}:*`])) as string[];
+      if (keys.length > 0) await redis.send("DEL", keys);
+      redis.close();
+    },
+  };
+}
+
+/**
+ * One variant: a fresh database seeded with the seed command, the service started once, every
+ * scenario in turn (each with a warm-up on a drop of its own, then measured on a full drop), the
+ * invariants read after each scenario, the service stopped.
+ */
+async function runVariant(
+  variant: Variant,
   options: Options,
   tool: LoadTool,
   secret: string,
   tokensFile: string,
   ceilingRps: number,
 ): Promise<ScenarioResult[]> {
-  const { kind } = SCENARIOS[name];
-  const dir = mkdtempSync(join(tmpdir(), `flashcart-bench-${name}-`));
-  const env = {
-    DATABASE_URL: `sqlite:${join(dir, "bench.db")}`,
-    JWT_SECRET: secret,
-    LOG_LEVEL: "info",
-    PORT: "0",
-    HOST: "127.0.0.1",
-  };
+  const deployment = await deploy(variant, options, secret);
+  const results: ScenarioResult[] = [];
   try {
     const seed = Bun.spawnSync(
       [
         process.execPath,
         "src/cli/seed.ts",
         ...["--users", String(options.users), "--points", String(POINTS), "--products", String(PRODUCTS)],
-        // Coupon 1 is measured; coupon 2 absorbs the warm-up, so the measured run starts with a full supply.
-        ...["--price", String(PRICE), "--stock", String(STOCK), "--coupons", "2"],
+        // Two drops per scenario: 2k-1 is measured, 2k absorbs the warm-up, so each measured run starts full.
+        ...["--price", String(PRICE), "--stock", String(STOCK), "--coupons", String(2 * options.scenarios.length)],
         ...["--coupon-quantity", String(Math.max(1, Math.floor(options.users / 2)))],
       ],
-      { cwd: root, env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" },
+      { cwd: root, env: { ...process.env, ...deployment.env }, stdout: "pipe", stderr: "pipe" },
     );
     if (seed.exitCode !== 0) throw new Error(`seed failed: ${seed.stderr.toString()}`);
 
-    const service = await startProcess([process.execPath, "src/index.ts"], env);
-    const results: ScenarioResult[] = [];
+    const service = await startProcess([process.execPath, "src/index.ts"], deployment.env);
     try {
-      // Warm-up, not measured: lets the JIT compile the hot paths before the first measured request.
-      const warmUp = { connections: 50, thinkMs: 0, seconds: options.quick ? 1 : 3 };
-      if (tool === "wrk")
-        await runWrk({ url: service.url, kind, ...warmUp, tokensFile, products: PRODUCTS, couponId: 2 });
-      else await runK6({ url: service.url, kind, ...warmUp, users: options.users, secret, name, couponId: 2 });
-      for (const phase of phasesOf(name, options)) {
-        process.stdout.write(
-          `  ${name}: ${phase.connections} connections, ${phase.seconds} s${phase.thinkMs ? `, think ${phase.thinkMs} ms` : ""} … `,
-        );
-        const load =
-          tool === "wrk"
-            ? await runWrk({ url: service.url, kind, ...phase, tokensFile, products: PRODUCTS, couponId: 1 })
-            : await runK6({ url: service.url, kind, ...phase, users: options.users, secret, name, couponId: 1 });
-        const seconds = load.durationUs / 1e6;
-        const failures = failed(load);
-        const result: ScenarioResult = {
-          scenario: name,
-          kind,
-          connections: phase.connections,
-          thinkMs: phase.thinkMs,
-          rps: load.requests / seconds,
-          ofCeiling: load.requests / seconds / ceilingRps,
-          latencyMs: {
-            p50: load.latencyUs.p50 / 1000,
-            p95: load.latencyUs.p95 / 1000,
-            p99: load.latencyUs.p99 / 1000,
-            max: load.latencyUs.max / 1000,
+      for (const [index, name] of options.scenarios.entries()) {
+        const scenarioResults = await runScenario(
+          name,
+          variant,
+          service,
+          options,
+          tool,
+          secret,
+          tokensFile,
+          ceilingRps,
+          {
+            measured: 2 * index + 1,
+            warmUp: 2 * index + 2,
           },
-          requests: load.requests,
-          statuses: load.statuses,
-          rejectionRate: (load.statuses["409"] ?? 0) / Math.max(1, load.requests),
-          failureRate: failures / Math.max(1, load.requests),
-          serverErrors: Object.entries(load.statuses)
-            .filter(([status]) => Number(status) >= 500)
-            .reduce((sum, [, n]) => sum + n, 0),
-          invariants: [],
-        };
-        results.push(result);
-        console.log(
-          `${Math.round(result.rps)} req/s (${(result.ofCeiling * 100).toFixed(1)} % of ceiling), p95 ${result.latencyMs.p95.toFixed(2)} ms, failures ${(result.failureRate * 100).toFixed(2)} %`,
         );
-        if (SCENARIOS[name].phases === "breakpoint" && (result.latencyMs.p95 > 500 || result.failureRate > 0.01)) break;
+        const broken = await deployment.invariants();
+        const serverErrors = scenarioResults.reduce((sum, r) => sum + r.serverErrors, 0);
+        if (serverErrors > 0) broken.push(`${serverErrors} responses were 5xx`);
+        for (const r of scenarioResults) r.invariants = broken;
+        console.log(
+          broken.length === 0 ? "  invariants: all hold" : `  INVARIANTS BROKEN:\n    ${broken.join("\n    ")}`,
+        );
+        results.push(...scenarioResults);
       }
     } finally {
       await stop(service);
     }
-
-    const db = new Database(join(dir, "bench.db"), { readonly: true });
-    const broken = await brokenInvariants(db, new Map(Array.from({ length: PRODUCTS }, (_, i) => [i + 1, STOCK])));
-    db.close();
-    const serverErrors = results.reduce((sum, r) => sum + r.serverErrors, 0);
-    if (serverErrors > 0) broken.push(`${serverErrors} responses were 5xx`);
-    for (const r of results) r.invariants = broken;
-    console.log(broken.length === 0 ? "  invariants: all hold" : `  INVARIANTS BROKEN:\n    ${broken.join("\n    ")}`);
-    return results;
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    await deployment.cleanup();
   }
+  return results;
+}
+
+async function runScenario(
+  name: ScenarioName,
+  variant: Variant,
+  service: Service,
+  options: Options,
+  tool: LoadTool,
+  secret: string,
+  tokensFile: string,
+  ceilingRps: number,
+  coupon: { measured: number; warmUp: number },
+): Promise<ScenarioResult[]> {
+  const { kind } = SCENARIOS[name];
+  const results: ScenarioResult[] = [];
+  // Warm-up, not measured: lets the JIT compile the hot paths before the first measured request.
+  const warmUp = { connections: 50, thinkMs: 0, seconds: options.quick ? 1 : 3 };
+  if (tool === "wrk") {
+    await runWrk({ url: service.url, kind, ...warmUp, tokensFile, products: PRODUCTS, couponId: coupon.warmUp });
+  } else {
+    await runK6({ url: service.url, kind, ...warmUp, users: options.users, secret, name, couponId: coupon.warmUp });
+  }
+  for (const phase of phasesOf(name, options)) {
+    process.stdout.write(
+      `  ${variant} ${name}: ${phase.connections} connections, ${phase.seconds} s${phase.thinkMs ? `, think ${phase.thinkMs} ms` : ""} … `,
+    );
+    const load =
+      tool === "wrk"
+        ? await runWrk({ url: service.url, kind, ...phase, tokensFile, products: PRODUCTS, couponId: coupon.measured })
+        : await runK6({
+            url: service.url,
+            kind,
+            ...phase,
+            users: options.users,
+            secret,
+            name,
+            couponId: coupon.measured,
+          });
+    const seconds = load.durationUs / 1e6;
+    const failures = failed(load);
+    const result: ScenarioResult = {
+      variant,
+      scenario: name,
+      kind,
+      connections: phase.connections,
+      thinkMs: phase.thinkMs,
+      rps: load.requests / seconds,
+      ofCeiling: load.requests / seconds / ceilingRps,
+      latencyMs: {
+        p50: load.latencyUs.p50 / 1000,
+        p95: load.latencyUs.p95 / 1000,
+        p99: load.latencyUs.p99 / 1000,
+        max: load.latencyUs.max / 1000,
+      },
+      requests: load.requests,
+      statuses: load.statuses,
+      rejectionRate: (load.statuses["409"] ?? 0) / Math.max(1, load.requests),
+      failureRate: failures / Math.max(1, load.requests),
+      serverErrors: Object.entries(load.statuses)
+        .filter(([status]) => Number(status) >= 500)
+        .reduce((sum, [, n]) => sum + n, 0),
+      invariants: [],
+    };
+    results.push(result);
+    console.log(
+      `${Math.round(result.rps)} req/s (${(result.ofCeiling * 100).toFixed(1)} % of ceiling), p95 ${result.latencyMs.p95.toFixed(2)} ms, failures ${(result.failureRate * 100).toFixed(2)} %`,
+    );
+    if (SCENARIOS[name].phases === "breakpoint" && (result.latencyMs.p95 > 500 || result.failureRate > 0.01)) break;
+  }
+  return results;
 }
 
 async function writeTokens(file: string, secret: Uint8Array, users: number): Promise<void> {
@@ -309,7 +421,7 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), "flashcart-bench-"));
   const tokensFile = join(work, "tokens.txt");
   try {
-    console.log(`flashcart bench with ${tool}: ${options.scenarios.join(", ")}`);
+    console.log(`flashcart bench with ${tool}: ${options.variants.join(", ")} × ${options.scenarios.join(", ")}`);
     if (tool === "wrk") await writeTokens(tokensFile, new TextEncoder().encode(secret), options.users);
 
     process.stdout.write(
@@ -344,8 +456,8 @@ async function main(): Promise<void> {
     console.log(`${Math.round(ceilingRps)} req/s`);
 
     const results: ScenarioResult[] = [];
-    for (const name of options.scenarios) {
-      results.push(...(await runScenario(name, options, tool, secret, tokensFile, ceilingRps)));
+    for (const variant of options.variants) {
+      results.push(...(await runVariant(variant, options, tool, secret, tokensFile, ceilingRps)));
     }
 
     const run: BenchRun = {

@@ -1,6 +1,7 @@
 /** The bench's report: a Markdown table and an SVG chart people would rather look at than read. */
 
 export interface ScenarioResult {
+  variant: string;
   scenario: string;
   kind: "coupon" | "order";
   connections: number;
@@ -32,7 +33,7 @@ export interface BenchRun {
 
 const ms = (n: number) => (n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : Math.round(n).toString());
 const pct = (n: number) => `${(n * 100).toFixed(n < 0.1 ? 2 : 1)} %`;
-const label = (r: ScenarioResult) => `${r.scenario} @${r.connections}`;
+const label = (r: ScenarioResult) => `${r.variant} ${r.scenario} @${r.connections}`;
 
 export function renderMarkdown(run: BenchRun): string {
   const lines = [
@@ -43,25 +44,26 @@ export function renderMarkdown(run: BenchRun): string {
     "",
     `Ceiling (bare Bun.serve hello-world, same tool and connections): **${Math.round(run.ceilingRps)} req/s**.`,
     "",
-    "| scenario | connections | think | req/s | of ceiling | p50 ms | p95 ms | p99 ms | max ms | 2xx | 409 | failures | invariants |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    "| variant | scenario | connections | think | req/s | of ceiling | p50 ms | p95 ms | p99 ms | max ms | 2xx | 409 | failures | invariants |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
   ];
   for (const r of run.results) {
     const ok = Object.entries(r.statuses)
       .filter(([s]) => Number(s) >= 200 && Number(s) < 300)
       .reduce((sum, [, n]) => sum + n, 0);
     lines.push(
-      `| ${r.scenario} | ${r.connections} | ${r.thinkMs ? `${r.thinkMs} ms` : "–"} | ${Math.round(r.rps)} | ${pct(r.ofCeiling)} | ${ms(r.latencyMs.p50)} | ${ms(r.latencyMs.p95)} | ${ms(r.latencyMs.p99)} | ${ms(r.latencyMs.max)} | ${ok} | ${r.statuses["409"] ?? 0} | ${pct(r.failureRate)} | ${r.invariants.length === 0 ? "all hold" : `**broken**: ${r.invariants.join("; ")}`} |`,
+      `| ${r.variant} | ${r.scenario} | ${r.connections} | ${r.thinkMs ? `${r.thinkMs} ms` : "–"} | ${Math.round(r.rps)} | ${pct(r.ofCeiling)} | ${ms(r.latencyMs.p50)} | ${ms(r.latencyMs.p95)} | ${ms(r.latencyMs.p99)} | ${ms(r.latencyMs.max)} | ${ok} | ${r.statuses["409"] ?? 0} | ${pct(r.failureRate)} | ${r.invariants.length === 0 ? "all hold" : `**broken**: ${r.invariants.join("; ")}`} |`,
     );
   }
-  const breakpoint = run.results.filter((r) => r.scenario === "breakpoint");
-  if (breakpoint.length > 0) {
+  for (const variant of new Set(run.results.map((r) => r.variant))) {
+    const breakpoint = run.results.filter((r) => r.scenario === "breakpoint" && r.variant === variant);
+    if (breakpoint.length === 0) continue;
     const crossed = breakpoint.find((r) => r.latencyMs.p95 > 500 || r.failureRate > 0.01);
     lines.push(
       "",
       crossed === undefined
-        ? `Breakpoint: not reached up to ${breakpoint.at(-1)?.connections} connections (p95 ≤ 500 ms, failures ≤ 1 %).`
-        : `Breakpoint: at ${crossed.connections} connections (p95 ${ms(crossed.latencyMs.p95)} ms, failures ${pct(crossed.failureRate)}).`,
+        ? `Breakpoint (${variant}): not reached up to ${breakpoint.at(-1)?.connections} connections (p95 ≤ 500 ms, failures ≤ 1 %).`
+        : `Breakpoint (${variant}): at ${crossed.connections} connections (p95 ${ms(crossed.latencyMs.p95)} ms, failures ${pct(crossed.failureRate)}).`,
     );
   }
   lines.push("", "![throughput and p99 per scenario](latest.svg)", "");

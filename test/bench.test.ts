@@ -55,6 +55,7 @@ const run: BenchRun = {
   ceilingRps: 100_000,
   results: [
     {
+      variant: "sqlite",
       scenario: "coupon",
       kind: "coupon",
       connections: 100,
@@ -70,6 +71,7 @@ const run: BenchRun = {
       invariants: [],
     },
     {
+      variant: "pg-redis",
       scenario: "breakpoint",
       kind: "coupon",
       connections: 3200,
@@ -93,10 +95,10 @@ test("the Markdown report gives the command, the tool, ratios to the ceiling and
   expect(md).toContain("wrk (wrk 4.1.0)");
   expect(md).toContain("**100000 req/s**");
   expect(md).toContain(
-    "| coupon | 100 | – | 25000 | 25.0 % | 3.50 | 6.25 | 9.00 | 30.0 | 10000 | 115000 | 0.00 % | all hold |",
+    "| sqlite | coupon | 100 | – | 25000 | 25.0 % | 3.50 | 6.25 | 9.00 | 30.0 | 10000 | 115000 | 0.00 % | all hold |",
   );
   expect(md).toContain("**broken**: 1000 responses were 5xx");
-  expect(md).toContain("Breakpoint: at 3200 connections (p95 620 ms, failures 1.00 %).");
+  expect(md).toContain("Breakpoint (pg-redis): at 3200 connections (p95 620 ms, failures 1.00 %).");
 });
 
 test("the SVG chart has one bar pair per phase and marks broken runs red", () => {
@@ -104,5 +106,5 @@ test("the SVG chart has one bar pair per phase and marks broken runs red", () =>
   expect(svg.startsWith("<svg")).toBe(true);
   expect(svg.match(/<rect /g)?.length).toBe(1 + 2 * run.results.length);
   expect(svg).toContain('fill="#c62828"');
-  expect(svg).toContain("coupon @100");
+  expect(svg).toContain("sqlite coupon @100");
 });

@@ -48,13 +48,20 @@ async function main(): Promise<void> {
   const now = Date.now();
   const summary = { users: [0, 0], products: [0, 0], coupons: [] as number[] };
   try {
-    for (let i = 1; i <= options.users; i++) {
-      const user = await store.createUser(`user${i}`, now);
-      if (i === 1) summary.users[0] = user.id;
-      summary.users[1] = user.id;
-      if (options.points > 0) {
-        await store.chargePoints({ userId: user.id, amount: options.points, now, idempotency: null });
-      }
+    // Users are created in concurrent chunks: SQLite group-commits them, PostgreSQL spreads them over its pool.
+    for (let first = 1; first <= options.users; first += 500) {
+      const chunk = Array.from({ length: Math.min(500, options.users - first + 1) }, (_, k) => first + k);
+      const created = await Promise.all(
+        chunk.map(async (i) => {
+          const user = await store.createUser(`user${i}`, now);
+          if (options.points > 0) {
+            await store.chargePoints({ userId: user.id, amount: options.points, now, idempotency: null });
+          }
+          return user.id;
+        }),
+      );
+      if (first === 1) summary.users[0] = Math.min(...created);
+      summary.users[1] = Math.max(summary.users[1] ?? 0, ...created);
     }
     for (let i = 1; i <= options.products; i++) {
       const product = await store.createProduct(
