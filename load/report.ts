@@ -77,7 +77,7 @@ export function renderSvg(run: BenchRun): string {
   const rows = run.results;
   const rowHeight = 26;
   const top = 56;
-  const labelWidth = 190;
+  const labelWidth = 250;
   const barWidth = 300;
   const gap = 90;
   const width = labelWidth + barWidth * 2 + gap + 40;
