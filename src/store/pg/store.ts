@@ -1,6 +1,6 @@
 import type { RedisClient } from "bun";
 import { and, asc, desc, eq, gt, gte, inArray, lt, sql } from "drizzle-orm";
-import { assertCouponUsable, type HeldCoupon, userCouponStatus } from "../../domain/coupon.ts";
+import { assertCouponUsable, type HeldCoupon } from "../../domain/coupon.ts";
 import { DomainError, notFound } from "../../domain/errors.ts";
 import { limits } from "../../domain/limits.ts";
 import type {
@@ -21,8 +21,9 @@ import type {
 } from "../../domain/model.ts";
 import { assertCancellable, linesInLockOrder, orderTotal, settle } from "../../domain/order.ts";
 import { toPage } from "../../domain/pagination.ts";
-import { isoOf, isoOrNull } from "../../domain/time.ts";
+import { isoOf } from "../../domain/time.ts";
 import type { ChargePoints, IdempotencyClaim, Idempotent, PlaceOrder, Store } from "../port.ts";
+import { type CouponRow, toCoupon, toHeldCoupon, toIssuedCoupon, toOrder } from "../rows.ts";
 import {
   type Claim,
   type Claimed,
@@ -37,9 +38,6 @@ import type { PgDb } from "./database.ts";
 import { coupons, idempotencyKeys, orderItems, orders, pointHistory, products, userCoupons, users } from "./schema.ts";
 
 type Tx = Parameters<Parameters<PgDb["transaction"]>[0]>[0];
-type CouponRow = typeof coupons.$inferSelect;
-type UserCouponRow = typeof userCoupons.$inferSelect;
-type OrderRow = typeof orders.$inferSelect;
 
 const MAX_ATTEMPTS = 5;
 
@@ -50,51 +48,6 @@ function retryable(error: unknown): boolean {
     if (code === "40001" || code === "40P01") return true;
   }
   return false;
-}
-
-function toCoupon(row: CouponRow): Coupon {
-  return {
-    id: row.id,
-    name: row.name,
-    discountType: row.discountType,
-    discountValue: row.discountValue,
-    maxDiscount: row.maxDiscount,
-    minOrderAmount: row.minOrderAmount,
-    issueStartsAt: isoOrNull(row.issueStartsAt),
-    issueEndsAt: isoOrNull(row.issueEndsAt),
-    validDays: row.validDays,
-    totalQuantity: row.totalQuantity,
-    issuedQuantity: row.issuedQuantity,
-    remainingQuantity: row.totalQuantity - row.issuedQuantity,
-    createdAt: isoOf(row.createdAt),
-  };
-}
-
-function toIssuedCoupon(row: UserCouponRow, now: number): IssuedCoupon {
-  return {
-    id: row.id,
-    userId: row.userId,
-    couponId: row.couponId,
-    status: userCouponStatus(row.status, row.expiresAt, now),
-    issuedAt: isoOf(row.issuedAt),
-    expiresAt: isoOf(row.expiresAt),
-    usedAt: isoOrNull(row.usedAt),
-  };
-}
-
-function toOrder(row: OrderRow, items: OrderLine[]): Order {
-  return {
-    id: row.id,
-    userId: row.userId,
-    status: row.status,
-    items,
-    totalAmount: row.totalAmount,
-    discountAmount: row.discountAmount,
-    paidAmount: row.paidAmount,
-    userCouponId: row.userCouponId,
-    createdAt: isoOf(row.createdAt),
-    cancelledAt: isoOrNull(row.cancelledAt),
-  };
 }
 
 const userColumns = { id: users.id, name: users.name, balance: users.balance };
@@ -390,20 +343,7 @@ export class PgStore implements Store {
           .from(userCoupons)
           .innerJoin(coupons, eq(coupons.id, userCoupons.couponId))
           .where(eq(userCoupons.id, userCouponId));
-        held =
-          row === undefined
-            ? null
-            : {
-                ownerId: row.held.userId,
-                status: row.held.status,
-                expiresAt: row.held.expiresAt,
-                terms: {
-                  discountType: row.coupon.discountType,
-                  discountValue: row.coupon.discountValue,
-                  maxDiscount: row.coupon.maxDiscount,
-                  minOrderAmount: row.coupon.minOrderAmount,
-                },
-              };
+        held = row === undefined ? null : toHeldCoupon(row);
         assertCouponUsable(held, userId, totalAmount, now);
       }
       const amounts = settle(totalAmount, held?.terms ?? null);

@@ -1,12 +1,6 @@
 import type { Changes } from "bun:sqlite";
 import { and, asc, desc, eq, gt, gte, lt, sql } from "drizzle-orm";
-import {
-  assertCouponUsable,
-  assertIssuable,
-  expiryOf,
-  type HeldCoupon,
-  userCouponStatus,
-} from "../../domain/coupon.ts";
+import { assertCouponUsable, assertIssuable, expiryOf, type HeldCoupon } from "../../domain/coupon.ts";
 import { DomainError, notFound } from "../../domain/errors.ts";
 import { limits } from "../../domain/limits.ts";
 import type {
@@ -27,8 +21,9 @@ import type {
 } from "../../domain/model.ts";
 import { assertCancellable, linesInLockOrder, orderTotal, settle } from "../../domain/order.ts";
 import { toPage } from "../../domain/pagination.ts";
-import { isoOf, isoOrNull } from "../../domain/time.ts";
+import { isoOf } from "../../domain/time.ts";
 import type { ChargePoints, IdempotencyClaim, Idempotent, PlaceOrder, Store } from "../port.ts";
+import { type CouponRow, toCoupon, toHeldCoupon, toIssuedCoupon, toOrder } from "../rows.ts";
 import type { SqliteDb } from "./database.ts";
 import { GroupCommit } from "./group-commit.ts";
 import { coupons, idempotencyKeys, orderItems, orders, pointHistory, products, userCoupons, users } from "./schema.ts";
@@ -41,10 +36,6 @@ const NO_UPPER_BOUND = Number.MAX_SAFE_INTEGER;
 function changesOf(result: unknown): number {
   return (result as Changes).changes;
 }
-
-type CouponRow = typeof coupons.$inferSelect;
-type UserCouponRow = typeof userCoupons.$inferSelect;
-type OrderRow = typeof orders.$inferSelect;
 
 /**
  * Every statement is prepared once, when the store is built: building a query per request costs more
@@ -276,65 +267,6 @@ function prepareStatements(db: SqliteDb) {
       .prepare(),
 
     ping: db.select({ one: sql<number>`1` }).from(sql`(SELECT 1)`).prepare(),
-  };
-}
-
-function toCoupon(row: CouponRow): Coupon {
-  return {
-    id: row.id,
-    name: row.name,
-    discountType: row.discountType,
-    discountValue: row.discountValue,
-    maxDiscount: row.maxDiscount,
-    minOrderAmount: row.minOrderAmount,
-    issueStartsAt: isoOrNull(row.issueStartsAt),
-    issueEndsAt: isoOrNull(row.issueEndsAt),
-    validDays: row.validDays,
-    totalQuantity: row.totalQuantity,
-    issuedQuantity: row.issuedQuantity,
-    remainingQuantity: row.totalQuantity - row.issuedQuantity,
-    createdAt: isoOf(row.createdAt),
-  };
-}
-
-function toIssuedCoupon(row: UserCouponRow, now: number): IssuedCoupon {
-  return {
-    id: row.id,
-    userId: row.userId,
-    couponId: row.couponId,
-    status: userCouponStatus(row.status, row.expiresAt, now),
-    issuedAt: isoOf(row.issuedAt),
-    expiresAt: isoOf(row.expiresAt),
-    usedAt: isoOrNull(row.usedAt),
-  };
-}
-
-function toHeldCoupon(row: { held: UserCouponRow; coupon: CouponRow }): HeldCoupon {
-  return {
-    ownerId: row.held.userId,
-    status: row.held.status,
-    expiresAt: row.held.expiresAt,
-    terms: {
-      discountType: row.coupon.discountType,
-      discountValue: row.coupon.discountValue,
-      maxDiscount: row.coupon.maxDiscount,
-      minOrderAmount: row.coupon.minOrderAmount,
-    },
-  };
-}
-
-function toOrder(row: OrderRow, items: OrderLine[]): Order {
-  return {
-    id: row.id,
-    userId: row.userId,
-    status: row.status,
-    items,
-    totalAmount: row.totalAmount,
-    discountAmount: row.discountAmount,
-    paidAmount: row.paidAmount,
-    userCouponId: row.userCouponId,
-    createdAt: isoOf(row.createdAt),
-    cancelledAt: isoOrNull(row.cancelledAt),
   };
 }
 

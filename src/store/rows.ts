@@ -1,0 +1,100 @@
+/**
+ * Rows to the shapes the API shows, shared by both adapters: their tables have the same columns,
+ * whatever the SQL dialect (timestamps are epoch milliseconds in both).
+ */
+import type { HeldCoupon } from "../domain/coupon.ts";
+import { userCouponStatus } from "../domain/coupon.ts";
+import type { Coupon, CouponTerms, IssuedCoupon, Order, OrderLine, OrderStatus } from "../domain/model.ts";
+import { isoOf, isoOrNull } from "../domain/time.ts";
+
+export interface CouponRow extends CouponTerms {
+  id: number;
+  name: string;
+  issueStartsAt: number | null;
+  issueEndsAt: number | null;
+  validDays: number;
+  totalQuantity: number;
+  issuedQuantity: number;
+  createdAt: number;
+}
+
+export interface UserCouponRow {
+  id: number;
+  userId: number;
+  couponId: number;
+  status: "AVAILABLE" | "USED";
+  issuedAt: number;
+  expiresAt: number;
+  usedAt: number | null;
+}
+
+export interface OrderRow {
+  id: number;
+  userId: number;
+  status: OrderStatus;
+  totalAmount: number;
+  discountAmount: number;
+  paidAmount: number;
+  userCouponId: number | null;
+  createdAt: number;
+  cancelledAt: number | null;
+}
+
+export function toCoupon(row: CouponRow): Coupon {
+  return {
+    id: row.id,
+    name: row.name,
+    discountType: row.discountType,
+    discountValue: row.discountValue,
+    maxDiscount: row.maxDiscount,
+    minOrderAmount: row.minOrderAmount,
+    issueStartsAt: isoOrNull(row.issueStartsAt),
+    issueEndsAt: isoOrNull(row.issueEndsAt),
+    validDays: row.validDays,
+    totalQuantity: row.totalQuantity,
+    issuedQuantity: row.issuedQuantity,
+    remainingQuantity: row.totalQuantity - row.issuedQuantity,
+    createdAt: isoOf(row.createdAt),
+  };
+}
+
+export function toIssuedCoupon(row: UserCouponRow, now: number): IssuedCoupon {
+  return {
+    id: row.id,
+    userId: row.userId,
+    couponId: row.couponId,
+    status: userCouponStatus(row.status, row.expiresAt, now),
+    issuedAt: isoOf(row.issuedAt),
+    expiresAt: isoOf(row.expiresAt),
+    usedAt: isoOrNull(row.usedAt),
+  };
+}
+
+export function toHeldCoupon(row: { held: UserCouponRow; coupon: CouponRow }): HeldCoupon {
+  return {
+    ownerId: row.held.userId,
+    status: row.held.status,
+    expiresAt: row.held.expiresAt,
+    terms: {
+      discountType: row.coupon.discountType,
+      discountValue: row.coupon.discountValue,
+      maxDiscount: row.coupon.maxDiscount,
+      minOrderAmount: row.coupon.minOrderAmount,
+    },
+  };
+}
+
+export function toOrder(row: OrderRow, items: OrderLine[]): Order {
+  return {
+    id: row.id,
+    userId: row.userId,
+    status: row.status,
+    items,
+    totalAmount: row.totalAmount,
+    discountAmount: row.discountAmount,
+    paidAmount: row.paidAmount,
+    userCouponId: row.userCouponId,
+    createdAt: isoOf(row.createdAt),
+    cancelledAt: isoOrNull(row.cancelledAt),
+  };
+}
