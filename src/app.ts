@@ -7,6 +7,7 @@ import { DomainError } from "./domain/errors.ts";
 import { type AppEnv, authenticate, perCallerLimit } from "./http/auth.ts";
 import { couponsRoutes } from "./http/coupons.ts";
 import { healthRoutes } from "./http/health.ts";
+import { observe } from "./http/observe.ts";
 import { ordersRoutes } from "./http/orders.ts";
 import { problemOf, problemResponse } from "./http/problem.ts";
 import { productsRoutes } from "./http/products.ts";
@@ -29,19 +30,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     },
   };
 
-  if (logger.enabled("debug")) {
-    app.use(async (c, next) => {
-      const started = performance.now();
-      await next();
-      logger.debug("request", {
-        method: c.req.method,
-        path: c.req.path,
-        status: c.res.status,
-        ms: Math.round((performance.now() - started) * 100) / 100,
-      });
-    });
-  }
-
+  app.use(observe(deps.metrics, logger, deps.logSample));
   app.use(secureHeaders());
   app.use("/api/*", authenticate(deps.verifier));
   app.use(
@@ -76,6 +65,12 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     },
   });
   app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "flashcart API" }));
+  const { metrics } = deps;
+  if (metrics !== null) {
+    app.get("/metrics", async (c) =>
+      c.body(await metrics.registry.metrics(), 200, { "Content-Type": metrics.registry.contentType }),
+    );
+  }
 
   app.notFound((c) => problemResponse(c, problemOf("NOT_FOUND", `No route for ${c.req.method} ${c.req.path}.`)));
 
@@ -91,6 +86,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
       if (error.status < 500) return problemResponse(c, problemOf("VALIDATION_FAILED", error.message));
     }
     logger.error("unhandled error", {
+      requestId: c.get("requestId"),
       method: c.req.method,
       path: c.req.path,
       error: error instanceof Error ? (error.stack ?? error.message) : String(error),

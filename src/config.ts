@@ -36,6 +36,10 @@ const envSchema = z.object({
   HOST: z.string().min(1).default("0.0.0.0"),
   DATABASE_URL: databaseUrl.prefault("sqlite:./data/flashcart.db"),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
+  /** Share of requests logged at info, one line each (0..1): lower it under heavy load. */
+  LOG_SAMPLE: z.coerce.number().min(0).max(1).default(1),
+  /** Prometheus metrics at /metrics. */
+  METRICS: z.enum(["on", "off"]).default("on"),
   /** NORMAL in WAL mode never corrupts the database; a power loss may drop the last commits. FULL fsyncs each commit. */
   SQLITE_SYNCHRONOUS: z.enum(["NORMAL", "FULL"]).default("NORMAL"),
   SQLITE_BUSY_TIMEOUT_MS: z.coerce.number().int().min(0).max(60_000).default(5000),
@@ -66,6 +70,8 @@ export interface Config {
   host: string;
   database: DatabaseConfig;
   logLevel: LogLevel;
+  logSample: number;
+  metrics: boolean;
   sqlite: { synchronous: "NORMAL" | "FULL"; busyTimeoutMs: number };
   jwtSecret: string | null;
   rateLimit: RateLimits;
@@ -112,6 +118,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     host: e.HOST,
     database: e.DATABASE_URL,
     logLevel: e.LOG_LEVEL,
+    logSample: e.LOG_SAMPLE,
+    metrics: e.METRICS === "on",
     sqlite: { synchronous: e.SQLITE_SYNCHRONOUS, busyTimeoutMs: e.SQLITE_BUSY_TIMEOUT_MS },
     jwtSecret: e.JWT_SECRET ?? null,
     rateLimit: {

@@ -9,6 +9,7 @@ import { ConfigError, loadConfig } from "./config.ts";
 import { limits } from "./domain/limits.ts";
 import { systemClock } from "./domain/time.ts";
 import { createLogger } from "./logger.ts";
+import { createMetrics, instrumentStore } from "./observability/metrics.ts";
 import { openStore } from "./store/index.ts";
 
 let config: ReturnType<typeof loadConfig>;
@@ -23,15 +24,25 @@ try {
 }
 
 const logger = createLogger(config.logLevel);
+const metrics = config.metrics ? createMetrics() : null;
 let store: Awaited<ReturnType<typeof openStore>>;
 try {
-  store = await openStore(config);
+  const opened = await openStore(config);
+  store = metrics === null ? opened : instrumentStore(opened, metrics);
 } catch (error) {
   logger.error("cannot open the database", { error: error instanceof Error ? error.message : String(error) });
   process.exit(1);
 }
 const verifier = new TokenVerifier(resolveJwtSecret(config, logger));
-const app = createApp({ store, clock: systemClock, logger, verifier, rateLimits: config.rateLimit });
+const app = createApp({
+  store,
+  clock: systemClock,
+  logger,
+  verifier,
+  rateLimits: config.rateLimit,
+  metrics,
+  logSample: config.logSample,
+});
 
 const server = Bun.serve({
   port: config.port,

@@ -1,6 +1,5 @@
+import pino from "pino";
 import type { LogLevel } from "./config.ts";
-
-const rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 99 };
 
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
@@ -10,21 +9,27 @@ export interface Logger {
   enabled(level: LogLevel): boolean;
 }
 
-/** One JSON object per line on stdout (errors on stderr), so any log shipper can read it. */
+/**
+ * Structured JSON logs (pino) on stdout, one object per line: `time`, `level` (as a name), `msg` and
+ * the fields. Synchronous destination: a transport would break inside a compiled binary, and a line
+ * must not be lost when the process exits.
+ */
 export function createLogger(level: LogLevel): Logger {
-  const threshold = rank[level];
-  const write = (lvl: Exclude<LogLevel, "silent">, msg: string, fields?: Record<string, unknown>) => {
-    if (rank[lvl] < threshold) return;
-    const line = JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...fields });
-    if (lvl === "error") process.stderr.write(`${line}\n`);
-    else process.stdout.write(`${line}\n`);
-  };
+  const log = pino(
+    {
+      level,
+      base: undefined,
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    pino.destination({ dest: 1, sync: true }),
+  );
   return {
-    debug: (msg, fields) => write("debug", msg, fields),
-    info: (msg, fields) => write("info", msg, fields),
-    warn: (msg, fields) => write("warn", msg, fields),
-    error: (msg, fields) => write("error", msg, fields),
-    enabled: (lvl) => rank[lvl] >= threshold,
+    debug: (msg, fields) => log.debug(fields ?? {}, msg),
+    info: (msg, fields) => log.info(fields ?? {}, msg),
+    warn: (msg, fields) => log.warn(fields ?? {}, msg),
+    error: (msg, fields) => log.error(fields ?? {}, msg),
+    enabled: (lvl) => lvl !== "silent" && log.isLevelEnabled(lvl),
   };
 }
 

@@ -75,6 +75,8 @@ async function launch(cwd: string, env: Record<string, string> = {}): Promise<Ru
     for (const line of lines) logs.push(JSON.parse(line));
   }
   reader.releaseLock();
+  // Keep draining its logs (one line per request at info), or a full pipe would stall the server.
+  void proc.stdout.pipeTo(new WritableStream());
   const listening = logs.find((line) => line.msg === "flashcart listening") as { url: string };
   const url = listening.url.replace(/\/$/, "");
   return { proc, url, logs: logs.map((line) => line.msg), anonymous: client(url) };

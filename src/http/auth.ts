@@ -5,7 +5,7 @@ import { assertAdmin, type Principal } from "../domain/access.ts";
 import { DomainError } from "../domain/errors.ts";
 import { problemOf, problemResponse } from "./problem.ts";
 
-export type AppEnv = { Variables: { principal: Principal | null } };
+export type AppEnv = { Variables: { principal: Principal | null; requestId: string } };
 
 const bearer = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+) *$/i;
 

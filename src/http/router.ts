@@ -6,6 +6,7 @@ import type { TokenVerifier } from "../auth/tokens.ts";
 import type { RateLimits } from "../config.ts";
 import type { Clock } from "../domain/time.ts";
 import type { Logger } from "../logger.ts";
+import type { Metrics } from "../observability/metrics.ts";
 import type { IdempotencyClaim, Store } from "../store/port.ts";
 import type { AppEnv } from "./auth.ts";
 import { problemOf, problemResponse } from "./problem.ts";
@@ -16,6 +17,10 @@ export interface AppDeps {
   logger: Logger;
   verifier: TokenVerifier;
   rateLimits: RateLimits;
+  /** Prometheus metrics; null: no /metrics and no request timing. */
+  metrics: Metrics | null;
+  /** Share of requests logged at info (0..1). */
+  logSample: number;
 }
 
 /** What the routers get from createApp: the dependencies plus the per-caller limiters built from config. */

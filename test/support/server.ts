@@ -16,6 +16,7 @@ import { signToken, TokenVerifier } from "../../src/auth/tokens.ts";
 import type { RateLimits } from "../../src/config.ts";
 import type { Clock } from "../../src/domain/time.ts";
 import { silentLogger } from "../../src/logger.ts";
+import { createMetrics, instrumentStore } from "../../src/observability/metrics.ts";
 import { type CouponStrategy, couponStrategies } from "../../src/store/pg/coupon-strategies.ts";
 import { openPg } from "../../src/store/pg/database.ts";
 import { PgStore } from "../../src/store/pg/store.ts";
@@ -152,8 +153,11 @@ export async function startServer(
   const database = await openDatabase(backend);
   const { store, source } = database;
   const secret = new TextEncoder().encode(randomBytes(32).toString("hex"));
+  const metrics = createMetrics();
   const app = createApp({
-    store,
+    store: instrumentStore(store, metrics),
+    metrics,
+    logSample: 0,
     clock,
     logger: silentLogger,
     verifier: new TokenVerifier(secret),
