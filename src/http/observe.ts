@@ -13,23 +13,34 @@ const acceptableRequestId = /^[A-Za-z0-9._:-]{1,128}$/;
  */
 export function observe(metrics: Metrics | null, logger: Logger, sample: number): MiddlewareHandler<AppEnv> {
   const logRequests = sample > 0 && logger.enabled("info");
+  // Labelled children are looked up once per label set: hashing labels on every request was measurable.
+  const histograms = new Map<string, ReturnType<Metrics["httpDuration"]["labels"]>>();
+  const histogramFor = (m: Metrics, method: string, route: string, status: string) => {
+    const key = `${method} ${route} ${status}`;
+    let child = histograms.get(key);
+    if (child === undefined) {
+      child = m.httpDuration.labels(method, route, status);
+      histograms.set(key, child);
+    }
+    return child;
+  };
   return async (c, next) => {
     const offered = c.req.header("x-request-id");
     const requestId = offered !== undefined && acceptableRequestId.test(offered) ? offered : crypto.randomUUID();
     c.set("requestId", requestId);
     c.header("X-Request-Id", requestId);
     const started = performance.now();
-    metrics?.inFlight.inc();
+    if (metrics !== null) metrics.requests.inFlight++;
     try {
       await next();
     } finally {
-      metrics?.inFlight.dec();
+      if (metrics !== null) metrics.requests.inFlight--;
       const seconds = (performance.now() - started) / 1000;
       // The template of the route that answered ("/api/coupons/:userId"), never the raw path; a
       // request that only middleware ("*", "/api/*") saw matched no route.
       const matched = routePath(c);
       const route = matched.endsWith("*") ? "unmatched" : matched;
-      metrics?.httpDuration.observe({ method: c.req.method, route, status: String(c.res.status) }, seconds);
+      if (metrics !== null) histogramFor(metrics, c.req.method, route, String(c.res.status)).observe(seconds);
       if (logRequests && (sample >= 1 || Math.random() < sample)) {
         logger.info("request", {
           requestId,

@@ -10,8 +10,11 @@ export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 10 });
   const registers = [registry];
+  // A plain number, read when Prometheus scrapes: cheaper than a gauge update twice per request.
+  const requests = { inFlight: 0 };
   return {
     registry,
+    requests,
     httpDuration: new Histogram({
       name: "flashcart_http_request_duration_seconds",
       help: "HTTP request duration by route template and status",
@@ -23,6 +26,9 @@ export function createMetrics() {
       name: "flashcart_http_requests_in_flight",
       help: "HTTP requests being served",
       registers,
+      collect() {
+        this.set(requests.inFlight);
+      },
     }),
     couponClaims: new Counter({
       name: "flashcart_coupon_claims_total",
@@ -50,32 +56,74 @@ export type Metrics = ReturnType<typeof createMetrics>;
 
 const outcomeOf = (error: unknown) => (error instanceof DomainError ? error.code : "error");
 
+/** Labelled children looked up once per label value: hashing labels on every call was measurable. */
+function childCache<C>(make: (label: string) => C): (label: string) => C {
+  const children = new Map<string, C>();
+  return (label) => {
+    let child = children.get(label);
+    if (child === undefined) {
+      child = make(label);
+      children.set(label, child);
+    }
+    return child;
+  };
+}
+
+/** Every operation of the Store port (a compile error here when the port gains one). */
+const storeOperations = [
+  "createUser",
+  "getUser",
+  "chargePoints",
+  "listPointHistory",
+  "createProduct",
+  "getProduct",
+  "listProducts",
+  "popularProducts",
+  "createCoupon",
+  "getCoupon",
+  "issueCoupon",
+  "listUserCoupons",
+  "placeOrder",
+  "getOrder",
+  "listUserOrders",
+  "cancelOrder",
+  "purgeIdempotencyKeys",
+  "ping",
+  "close",
+] as const satisfies readonly Exclude<keyof Store, "backend">[];
+type Unlisted = Exclude<Exclude<keyof Store, "backend">, (typeof storeOperations)[number]>;
+const everyOperationListed: [Unlisted] extends [never] ? true : Unlisted = true;
+void everyOperationListed;
+
 /**
  * The store with every operation timed, and claims and orders counted by outcome. A wrapper, so
  * neither adapter knows about metrics.
  */
 export function instrumentStore(store: Store, metrics: Metrics): Store {
-  return new Proxy(store, {
-    get(target, property, receiver) {
-      const value = Reflect.get(target, property, receiver);
-      if (typeof value !== "function" || typeof property !== "string") return value;
-      return async (...args: unknown[]) => {
-        const stopTimer = metrics.storeDuration.startTimer({ operation: property });
-        try {
-          const result = await value.apply(target, args);
-          stopTimer({ result: "ok" });
-          if (property === "issueCoupon") metrics.couponClaims.inc({ outcome: "issued" });
-          if (property === "placeOrder") {
-            metrics.orders.inc({ outcome: (result as { replayed: boolean }).replayed ? "replayed" : "paid" });
-          }
-          return result;
-        } catch (error) {
-          stopTimer({ result: error instanceof DomainError ? "rejected" : "error" });
-          if (property === "issueCoupon") metrics.couponClaims.inc({ outcome: outcomeOf(error) });
-          if (property === "placeOrder") metrics.orders.inc({ outcome: outcomeOf(error) });
-          throw error;
-        }
-      };
-    },
-  });
+  const timers = childCache((key) => metrics.storeDuration.labels(...(key.split(" ") as [string, string])));
+  const timer = (operation: string, result: string) => timers(`${operation} ${result}`);
+  const claims = childCache((outcome) => metrics.couponClaims.labels(outcome));
+  const orders = childCache((outcome) => metrics.orders.labels(outcome));
+  const instrumented: Record<string, unknown> = { backend: store.backend };
+  for (const operation of storeOperations) {
+    const method = (store[operation] as (...args: unknown[]) => Promise<unknown>).bind(store);
+    instrumented[operation] = async (...args: unknown[]) => {
+      const started = performance.now();
+      try {
+        const result = await method(...args);
+        timer(operation, "ok").observe((performance.now() - started) / 1000);
+        if (operation === "issueCoupon") claims("issued").inc();
+        if (operation === "placeOrder") orders((result as { replayed: boolean }).replayed ? "replayed" : "paid").inc();
+        return result;
+      } catch (error) {
+        timer(operation, error instanceof DomainError ? "rejected" : "error").observe(
+          (performance.now() - started) / 1000,
+        );
+        if (operation === "issueCoupon") claims(outcomeOf(error)).inc();
+        if (operation === "placeOrder") orders(outcomeOf(error)).inc();
+        throw error;
+      }
+    };
+  }
+  return instrumented as unknown as Store;
 }
