@@ -125,6 +125,53 @@ describe("bun start", () => {
   });
 });
 
+describe("SIGTERM under load", () => {
+  test("every 2xx answered before the stop is in the database, and the process exits 0", async () => {
+    const cwd = tempDir();
+    const secret = randomBytes(24).toString("hex");
+    const { proc, url } = await launch(cwd, { JWT_SECRET: secret, LOG_SAMPLE: "0" });
+    const key = new TextEncoder().encode(secret);
+    const admin = client(url, await tokenFor(key, "admin"));
+    const product = await admin.product(10, 100_000);
+    const buyers: { id: number; api: Client }[] = [];
+    for (let i = 0; i < 50; i++) {
+      const { id } = await admin.user(`b${i}`, 100_000);
+      buyers.push({ id, api: client(url, await tokenFor(key, id)) });
+    }
+
+    // 2,000 orders in flight; SIGTERM lands after the first 100 answers.
+    let answered = 0;
+    let signalled = false;
+    const attempts = Array.from({ length: 2000 }, (_, i) => {
+      const buyer = buyers[i % buyers.length] as (typeof buyers)[0];
+      return buyer.api
+        .order(buyer.id, [{ productId: product.id, quantity: 1 }])
+        .then((reply) => {
+          if (++answered === 100 && !signalled) {
+            signalled = true;
+            proc.kill("SIGTERM");
+          }
+          return reply;
+        })
+        .catch(() => null); // refused or reset once the server stopped accepting
+    });
+    const replies = await Promise.all(attempts);
+    expect(await proc.exited).toBe(0);
+    expect(signalled).toBe(true);
+
+    const paid = replies.filter((r) => r !== null && r.status === 201).map((r) => r?.body.id as number);
+    expect(paid.length).toBeGreaterThanOrEqual(100);
+    expect(replies.filter((r) => r !== null && r.status >= 500)).toEqual([]);
+    const db = new Database(join(cwd, "data", "flashcart.db"), { readonly: true });
+    const stored = new Set(
+      (db.query("SELECT id FROM orders WHERE status = 'PAID'").all() as { id: number }[]).map((row) => row.id),
+    );
+    expect(paid.filter((id) => !stored.has(id))).toEqual([]);
+    expect(await brokenInvariants(db, new Map([[product.id, 100_000]]))).toEqual([]);
+    db.close();
+  });
+});
+
 describe("several processes on one database file", () => {
   test("3 servers sharing a file issue exactly the supply and never one coupon twice", async () => {
     const cwd = tempDir();
