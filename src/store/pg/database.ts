@@ -1,7 +1,6 @@
-import { join } from "node:path";
 import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
-import { migrate } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
+import { migrationsFor } from "../migrations.ts";
 import * as schema from "./schema.ts";
 
 export type PgDb = PostgresJsDatabase<typeof schema> & { $client: postgres.Sql };
@@ -13,8 +12,6 @@ export interface PgOptions {
   poolMax: number;
   statementTimeoutMs: number;
 }
-
-export const pgMigrationsFolder = join(import.meta.dir, "../../../drizzle/pg");
 
 /** Any fixed number: every flashcart process takes this advisory lock while it migrates. */
 const MIGRATION_LOCK = 7_160_917_2026;
@@ -40,7 +37,12 @@ export async function openPg(options: PgOptions): Promise<PgDb> {
     const lock = await client.reserve();
     try {
       await lock`SELECT pg_advisory_lock(${MIGRATION_LOCK})`;
-      await migrate(db, { migrationsFolder: pgMigrationsFolder, migrationsSchema: searchPath });
+      // drizzle's own PostgreSQL migrator, fed the migrations embedded in this build.
+      const { dialect, session } = db as unknown as {
+        dialect: { migrate(m: unknown, s: unknown, c: { migrationsSchema: string }): Promise<void> };
+        session: unknown;
+      };
+      await dialect.migrate(migrationsFor("pg"), session, { migrationsSchema: searchPath });
     } finally {
       await lock`SELECT pg_advisory_unlock(${MIGRATION_LOCK})`;
       lock.release();

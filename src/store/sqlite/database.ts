@@ -1,8 +1,8 @@
 import { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import { type BunSQLiteDatabase, drizzle } from "drizzle-orm/bun-sqlite";
-import { readMigrationFiles } from "drizzle-orm/migrator";
+import { migrationsFor } from "../migrations.ts";
 import * as schema from "./schema.ts";
 
 export type SqliteDb = BunSQLiteDatabase<typeof schema> & { $client: Database };
@@ -12,12 +12,9 @@ export interface SqliteOptions {
   path: string;
   synchronous: "NORMAL" | "FULL";
   busyTimeoutMs: number;
-  migrationsFolder?: string;
 }
 
 const WAL_AUTOCHECKPOINT_PAGES = 10_000;
-
-export const sqliteMigrationsFolder = join(import.meta.dir, "../../../drizzle/sqlite");
 
 /**
  * Opens the database with the settings every connection needs and proves they took effect: Bun opens
@@ -41,7 +38,7 @@ export function openSqlite(options: SqliteOptions): SqliteDb {
     client.run(`PRAGMA wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
     client.run(`PRAGMA journal_size_limit = ${64 * 1024 * 1024}`);
     assertPragmas(client, options, inMemory);
-    migrate(client, options.migrationsFolder ?? sqliteMigrationsFolder);
+    migrate(client);
     return drizzle({ client, schema });
   } catch (error) {
     client.close();
@@ -71,13 +68,13 @@ function assertPragmas(client: Database, options: SqliteOptions, inMemory: boole
 }
 
 /**
- * Applies drizzle-kit's migrations, with drizzle's own journal reader and bookkeeping table, but
- * inside one `BEGIN IMMEDIATE` transaction. drizzle's migrator reads the last applied migration
+ * Applies drizzle-kit's migrations (embedded in the build, hashed as drizzle does) with drizzle's
+ * bookkeeping table, inside one `BEGIN IMMEDIATE` transaction. drizzle's migrator reads the last applied migration
  * before it takes any lock, so two processes starting on a new database both try to create every
  * table and one of them crashes. Here the second waits for the first, then finds nothing to do.
  */
-function migrate(client: Database, migrationsFolder: string): void {
-  const migrations = readMigrationFiles({ migrationsFolder });
+function migrate(client: Database): void {
+  const migrations = migrationsFor("sqlite");
   const apply = client.transaction(() => {
     client.run(
       'CREATE TABLE IF NOT EXISTS "__drizzle_migrations" (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at numeric)',
