@@ -22,3 +22,15 @@ function toMeta(migration: EmbeddedMigration): MigrationMeta {
 export function migrationsFor(dialect: "sqlite" | "pg"): MigrationMeta[] {
   return (dialect === "sqlite" ? sqliteMigrations : pgMigrations).map(toMeta);
 }
+
+/** When the newest migration of this build was written (drizzle's `created_at` for it). */
+export function latestMigrationAt(dialect: "sqlite" | "pg"): number {
+  const all = dialect === "sqlite" ? sqliteMigrations : pgMigrations;
+  return all.reduce((latest, m) => Math.max(latest, m.when), 0);
+}
+
+export function assertMigrated(dialect: "sqlite" | "pg", appliedAt: unknown): void {
+  if (Number(appliedAt ?? 0) < latestMigrationAt(dialect)) {
+    throw new Error("the database lacks migrations this build expects");
+  }
+}

@@ -1,4 +1,6 @@
+import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import type postgres from "postgres";
 import { MAX_BODY_BYTES } from "../../src/app.ts";
 import { expectProblem } from "../support/api.ts";
 import { backends, startServer, type TestServer } from "../support/server.ts";
@@ -17,6 +19,26 @@ describe.each(backends)("on %s", (backend) => {
     test("GET /health and /ready answer without a token", async () => {
       expect(await server.anonymous.get("/health")).toMatchObject({ status: 200, body: { status: "ok" } });
       expect(await server.anonymous.get("/ready")).toMatchObject({ status: 200, body: { status: "ready" } });
+    });
+
+    test("/ready is 503 while the database lacks a migration this build expects", async () => {
+      const s = await startServer({ backend });
+      try {
+        expect((await s.anonymous.get("/ready")).status).toBe(200);
+        const forget =
+          'DELETE FROM "__drizzle_migrations" WHERE created_at = (SELECT max(created_at) FROM "__drizzle_migrations")';
+        if (s.dbPath !== "") {
+          const writer = new Database(s.dbPath);
+          writer.run(forget);
+          writer.close();
+        } else {
+          await (s.db as postgres.Sql).unsafe(forget);
+        }
+        expect(await s.anonymous.get("/ready")).toMatchObject({ status: 503, body: { status: "unavailable" } });
+        expect((await s.anonymous.get("/health")).status).toBe(200);
+      } finally {
+        await s.stop();
+      }
     });
 
     test("secure headers are set on every response", async () => {

@@ -22,6 +22,7 @@ import type {
 import { assertCancellable, linesInLockOrder, orderTotal, settle } from "../../domain/order.ts";
 import { toPage } from "../../domain/pagination.ts";
 import { isoOf } from "../../domain/time.ts";
+import { assertMigrated } from "../migrations.ts";
 import type { ChargePoints, IdempotencyClaim, Idempotent, PlaceOrder, Store } from "../port.ts";
 import { type CouponRow, toCoupon, toHeldCoupon, toIssuedCoupon, toOrder } from "../rows.ts";
 import {
@@ -493,8 +494,10 @@ export class PgStore implements Store {
     return removed.length;
   }
 
+  /** Ready: the database answers and has every migration this build knows. */
   async ping(): Promise<void> {
-    await this.db.execute(sql`SELECT 1`);
+    const [row] = await this.db.execute<{ at: unknown }>(sql`SELECT max(created_at) AS at FROM "__drizzle_migrations"`);
+    assertMigrated("pg", row?.at);
   }
 
   async close(): Promise<void> {

@@ -22,6 +22,7 @@ import type {
 import { assertCancellable, linesInLockOrder, orderTotal, settle } from "../../domain/order.ts";
 import { toPage } from "../../domain/pagination.ts";
 import { isoOf } from "../../domain/time.ts";
+import { assertMigrated } from "../migrations.ts";
 import type { ChargePoints, IdempotencyClaim, Idempotent, PlaceOrder, Store } from "../port.ts";
 import { type CouponRow, toCoupon, toHeldCoupon, toIssuedCoupon, toOrder } from "../rows.ts";
 import type { SqliteDb } from "./database.ts";
@@ -266,7 +267,7 @@ function prepareStatements(db: SqliteDb) {
       .where(and(eq(orders.id, p("id")), eq(orders.status, "PAID")))
       .prepare(),
 
-    ping: db.select({ one: sql<number>`1` }).from(sql`(SELECT 1)`).prepare(),
+    latestMigration: db.$client.prepare('SELECT max(created_at) AS at FROM "__drizzle_migrations"'),
   };
 }
 
@@ -553,8 +554,9 @@ export class SqliteStore implements Store {
     return this.write(() => changesOf(this.q.purgeIdempotency.run({ before })));
   }
 
+  /** Ready: the database answers and has every migration this build knows. */
   async ping(): Promise<void> {
-    this.q.ping.get();
+    assertMigrated("sqlite", (this.q.latestMigration.get() as { at: unknown } | null)?.at);
   }
 
   async close(): Promise<void> {
