@@ -20,6 +20,7 @@ import { parseArgs } from "node:util";
 import { RedisClient } from "bun";
 import postgres from "postgres";
 import { signToken } from "../src/auth/tokens.ts";
+import { couponStrategies } from "../src/store/pg/coupon-strategies.ts";
 import { brokenInvariants } from "./invariants.ts";
 import { type BenchRun, renderMarkdown, renderSvg, type ScenarioResult } from "./report.ts";
 import { type LoadResult, type LoadTool, runK6, runWrk } from "./tools.ts";
@@ -220,8 +221,8 @@ const failed = (r: LoadResult) =>
   r.socketErrors.write +
   r.socketErrors.timeout;
 
-export const VARIANTS = ["sqlite", "pg-atomic", "pg-pessimistic", "pg-optimistic", "pg-redis"] as const;
-type Variant = (typeof VARIANTS)[number];
+type Variant = "sqlite" | `pg-${(typeof couponStrategies)[number]}`;
+export const VARIANTS: readonly Variant[] = ["sqlite", ...couponStrategies.map((s) => `pg-${s}` as const)];
 
 interface Deployment {
   env: Record<string, string>;

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { type CouponStrategy, couponStrategies } from "./store/pg/coupon-strategies.ts";
 
 /**
  * Configuration comes from the environment only, validated once at start-up. A bad value stops the
@@ -55,7 +56,7 @@ const envSchema = z.object({
   PG_POOL_MAX: z.coerce.number().int().min(1).max(1000).default(10),
   PG_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
   /** How PostgreSQL hands out a drop: atomic | pessimistic | optimistic | redis (see README). */
-  COUPON_STRATEGY: z.enum(["atomic", "pessimistic", "optimistic", "redis"]).default("atomic"),
+  COUPON_STRATEGY: z.enum(couponStrategies).default("atomic"),
   /** Redis for the `redis` coupon strategy. */
   REDIS_URL: z
     .string()
@@ -85,7 +86,7 @@ export type DatabaseConfig =
 export interface PgConfig {
   poolMax: number;
   statementTimeoutMs: number;
-  couponStrategy: "atomic" | "pessimistic" | "optimistic" | "redis";
+  couponStrategy: CouponStrategy;
   redisUrl: string;
 }
 

@@ -56,7 +56,7 @@ describe.each(backends.includes("pg-redis") ? ["pg-redis"] : [])("%s", () => {
         },
         now,
       );
-      const claim = (userId: number) => codeOf(store.issueCoupon({ userId, couponId: coupon.id, now }));
+      const claim = (userId: number) => codeOf(store.claimCoupon({ userId, couponId: coupon.id, now }));
       const [a, b, c, d] = users as [number, number, number, number];
 
       expect(await remaining(coupon.id)).toBe(3);

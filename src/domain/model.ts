@@ -67,7 +67,7 @@ export interface NewCoupon extends CouponTerms {
   totalQuantity: number;
 }
 
-export interface IssuedCoupon {
+export interface ClaimedCoupon {
   id: number;
   userId: number;
   couponId: number;
@@ -77,7 +77,7 @@ export interface IssuedCoupon {
   usedAt: string | null;
 }
 
-export interface UserCouponWithCoupon extends IssuedCoupon {
+export interface UserCouponWithCoupon extends ClaimedCoupon {
   coupon: Coupon;
 }
 

@@ -27,7 +27,7 @@ export const couponSchema = z
 
 const userCouponStatus = z.enum(["AVAILABLE", "USED", "EXPIRED"]);
 
-export const issuedCouponSchema = z
+export const claimedCouponSchema = z
   .object({
     id: z.int().openapi({ description: "The user coupon id, to pass as `userCouponId` when ordering." }),
     userId: z.int(),
@@ -37,9 +37,9 @@ export const issuedCouponSchema = z
     expiresAt: timestamp,
     usedAt: timestamp.nullable(),
   })
-  .openapi("IssuedCoupon");
+  .openapi("ClaimedCoupon");
 
-const userCouponSchema = issuedCouponSchema.extend({ coupon: couponSchema }).openapi("UserCoupon");
+const userCouponSchema = claimedCouponSchema.extend({ coupon: couponSchema }).openapi("UserCoupon");
 
 const isoInput = z.iso
   .datetime({ offset: true })
@@ -112,7 +112,7 @@ const getCoupon = createRoute({
 });
 
 const issueResponses = {
-  201: { description: "Issued", content: { "application/json": { schema: issuedCouponSchema } } },
+  201: { description: "Issued", content: { "application/json": { schema: claimedCouponSchema } } },
   ...problems({
     400: "VALIDATION_FAILED",
     ...authProblems,
@@ -127,7 +127,7 @@ const issueResponses = {
 const issueDescription =
   "First come, first served: exactly `totalQuantity` coupons are issued however many ask at once, and never two to one user.";
 
-const issueCoupon = (limit: MiddlewareHandler<AppEnv>) =>
+const claimCoupon = (limit: MiddlewareHandler<AppEnv>) =>
   createRoute({
     method: "post",
     path: "/api/users/{userId}/coupons",
@@ -178,12 +178,12 @@ export function couponsRoutes({ store, clock, limits }: RouteDeps) {
   /** Both claim paths: the caller must act for the user, then the store decides first come, first served. */
   const claim = (c: Context<AppEnv>, userId: number, couponId: number) => {
     assertMayActFor(callerOf(c), userId);
-    return store.issueCoupon({ userId, couponId, now: clock.now() });
+    return store.claimCoupon({ userId, couponId, now: clock.now() });
   };
   return createRouter()
     .openapi(createCoupon, async (c) => c.json(await store.createCoupon(c.req.valid("json"), clock.now()), 201))
     .openapi(getCoupon, async (c) => c.json(await store.getCoupon(c.req.valid("param").couponId), 200))
-    .openapi(issueCoupon(limits.couponClaims), async (c) =>
+    .openapi(claimCoupon(limits.couponClaims), async (c) =>
       c.json(await claim(c, c.req.valid("param").userId, c.req.valid("json").couponId), 201),
     )
     .openapi(issueCouponLegacy(limits.couponClaims), async (c) =>

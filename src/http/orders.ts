@@ -3,7 +3,7 @@ import type { MiddlewareHandler } from "hono";
 import { assertMayActFor } from "../domain/access.ts";
 import { limits } from "../domain/limits.ts";
 import { type AppEnv, callerOf, requireCaller } from "./auth.ts";
-import { bearerAuth, createRouter, idempotencyClaim, type RouteDeps, replay } from "./router.ts";
+import { bearerAuth, createRouter, idempotentRequest, type RouteDeps, replay } from "./router.ts";
 import {
   authProblems,
   idempotencyHeaders,
@@ -134,7 +134,7 @@ export function ordersRoutes({ store, clock, limits }: RouteDeps) {
     .openapi(placeOrder(limits.orders), async (c) => {
       const body = c.req.valid("json");
       assertMayActFor(callerOf(c), body.userId);
-      const idempotency = idempotencyClaim(c, c.req.valid("header")["idempotency-key"], body, 201);
+      const idempotency = idempotentRequest(c, c.req.valid("header")["idempotency-key"], body, 201);
       const result = await store.placeOrder({ ...body, now: clock.now(), idempotency });
       if (result.replayed) return replay(c, result);
       return c.json(result.value, 201);

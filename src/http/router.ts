@@ -7,7 +7,7 @@ import type { RateLimits } from "../config.ts";
 import type { Clock } from "../domain/time.ts";
 import type { Logger } from "../logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
-import type { IdempotencyClaim, Store } from "../store/port.ts";
+import type { IdempotentRequest, Store } from "../store/port.ts";
 import type { AppEnv } from "./auth.ts";
 import { problemOf, problemResponse } from "./problem.ts";
 
@@ -53,12 +53,12 @@ export function createRouter(): OpenAPIHono<AppEnv> {
  * The idempotency claim for a request: its fingerprint covers the method, the path and the validated
  * body, so the same key sent with anything different is recognised as a different request.
  */
-export function idempotencyClaim(
+export function idempotentRequest(
   c: Context,
   key: string | undefined,
   body: unknown,
   statusCode: number,
-): IdempotencyClaim | null {
+): IdempotentRequest | null {
   if (key === undefined) return null;
   const fingerprint = createHash("sha256")
     .update(`${c.req.method} ${c.req.path}\n${JSON.stringify(body)}`)

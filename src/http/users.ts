@@ -2,7 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { assertMayActFor } from "../domain/access.ts";
 import { limits } from "../domain/limits.ts";
 import { callerOf, requireAdmin, requireCaller } from "./auth.ts";
-import { bearerAuth, createRouter, idempotencyClaim, type RouteDeps, replay } from "./router.ts";
+import { bearerAuth, createRouter, idempotentRequest, type RouteDeps, replay } from "./router.ts";
 import { idempotencyHeaders, nameField, pageOf, pageQuery, problems, timestamp, userIdParams } from "./schemas.ts";
 
 export const userSchema = z
@@ -146,7 +146,7 @@ export function usersRoutes({ store, clock }: RouteDeps) {
     .openapi(chargePoints, async (c) => {
       const userId = ownUserId(c, c.req.valid("param").userId);
       const body = c.req.valid("json");
-      const idempotency = idempotencyClaim(c, c.req.valid("header")["idempotency-key"], body, 200);
+      const idempotency = idempotentRequest(c, c.req.valid("header")["idempotency-key"], body, 200);
       const result = await store.chargePoints({ userId, amount: body.amount, now: clock.now(), idempotency });
       if (result.replayed) return replay(c, result);
       return c.json(result.value, 200);

@@ -81,7 +81,7 @@ const storeOperations = [
   "popularProducts",
   "createCoupon",
   "getCoupon",
-  "issueCoupon",
+  "claimCoupon",
   "listUserCoupons",
   "placeOrder",
   "getOrder",
@@ -90,8 +90,8 @@ const storeOperations = [
   "purgeIdempotencyKeys",
   "ping",
   "close",
-] as const satisfies readonly Exclude<keyof Store, "backend">[];
-type Unlisted = Exclude<Exclude<keyof Store, "backend">, (typeof storeOperations)[number]>;
+] as const satisfies readonly (keyof Store)[];
+type Unlisted = Exclude<keyof Store, (typeof storeOperations)[number]>;
 const everyOperationListed: [Unlisted] extends [never] ? true : Unlisted = true;
 void everyOperationListed;
 
@@ -104,10 +104,10 @@ export function instrumentStore(store: Store, metrics: Metrics): Store {
   const timer = (operation: string, result: string) => timers(`${operation} ${result}`);
   const claims = childCache((outcome) => metrics.couponClaims.labels(outcome));
   const orders = childCache((outcome) => metrics.orders.labels(outcome));
-  const instrumented: Record<string, unknown> = { backend: store.backend };
+  const instrumented: Record<string, unknown> = {};
   for (const operation of storeOperations) {
     const method = (store[operation] as (...args: unknown[]) => Promise<unknown>).bind(store);
-    const counter = operation === "issueCoupon" ? claims : operation === "placeOrder" ? orders : null;
+    const counter = operation === "claimCoupon" ? claims : operation === "placeOrder" ? orders : null;
     const ok = timer(operation, "ok");
     const rejected = timer(operation, "rejected");
     const failed = timer(operation, "error");
@@ -119,7 +119,7 @@ export function instrumentStore(store: Store, metrics: Metrics): Store {
           ok.observe((performance.now() - started) / 1000);
           if (counter !== null) {
             const replayed = (result as { replayed?: boolean }).replayed === true;
-            counter(operation === "issueCoupon" ? "issued" : replayed ? "replayed" : "paid").inc();
+            counter(operation === "claimCoupon" ? "issued" : replayed ? "replayed" : "paid").inc();
           }
           return result;
         },

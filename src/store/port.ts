@@ -1,6 +1,6 @@
 import type {
+  ClaimedCoupon,
   Coupon,
-  IssuedCoupon,
   NewCoupon,
   Order,
   Page,
@@ -21,8 +21,6 @@ import type { RequestedLine } from "../domain/order.ts";
  * `src/domain` inside their transactions; they never decide a business rule of their own.
  */
 export interface Store {
-  readonly backend: "sqlite" | "postgres";
-
   createUser(name: string, now: number): Promise<User>;
   getUser(userId: number): Promise<User>;
 
@@ -36,7 +34,7 @@ export interface Store {
 
   createCoupon(input: NewCoupon, now: number): Promise<Coupon>;
   getCoupon(couponId: number): Promise<Coupon>;
-  issueCoupon(command: { userId: number; couponId: number; now: number }): Promise<IssuedCoupon>;
+  claimCoupon(command: { userId: number; couponId: number; now: number }): Promise<ClaimedCoupon>;
   listUserCoupons(query: {
     userId: number;
     status: UserCouponStatus | null;
@@ -56,7 +54,7 @@ export interface Store {
 }
 
 /** A request sent with an `Idempotency-Key`: its fingerprint covers method, path and body. */
-export interface IdempotencyClaim {
+export interface IdempotentRequest {
   key: string;
   fingerprint: string;
   /** The status the response will have, stored with it for replays. */
@@ -73,7 +71,7 @@ export interface ChargePoints {
   userId: number;
   amount: number;
   now: number;
-  idempotency: IdempotencyClaim | null;
+  idempotency: IdempotentRequest | null;
 }
 
 export interface PlaceOrder {
@@ -81,5 +79,5 @@ export interface PlaceOrder {
   items: RequestedLine[];
   userCouponId: number | null;
   now: number;
-  idempotency: IdempotencyClaim | null;
+  idempotency: IdempotentRequest | null;
 }

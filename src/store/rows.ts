@@ -4,7 +4,7 @@
  */
 import type { HeldCoupon } from "../domain/coupon.ts";
 import { userCouponStatus } from "../domain/coupon.ts";
-import type { Coupon, CouponTerms, IssuedCoupon, Order, OrderLine, OrderStatus } from "../domain/model.ts";
+import type { ClaimedCoupon, Coupon, CouponTerms, Order, OrderLine, OrderStatus } from "../domain/model.ts";
 import { isoOf, isoOrNull } from "../domain/time.ts";
 
 export interface CouponRow extends CouponTerms {
@@ -58,7 +58,7 @@ export function toCoupon(row: CouponRow): Coupon {
   };
 }
 
-export function toIssuedCoupon(row: UserCouponRow, now: number): IssuedCoupon {
+export function toClaimedCoupon(row: UserCouponRow, now: number): ClaimedCoupon {
   return {
     id: row.id,
     userId: row.userId,

@@ -60,8 +60,8 @@ describe("observability", () => {
     expect(value('flashcart_coupon_claims_total{outcome="COUPON_ALREADY_ISSUED"}')).toBe(1);
     expect(value('flashcart_orders_total{outcome="paid"}')).toBe(1);
     expect(value('flashcart_orders_total{outcome="INSUFFICIENT_STOCK"}')).toBe(1);
-    expect(value('flashcart_db_operation_duration_seconds_count{operation="issueCoupon",result="ok"}')).toBe(1);
-    expect(value('flashcart_db_operation_duration_seconds_count{operation="issueCoupon",result="rejected"}')).toBe(1);
+    expect(value('flashcart_db_operation_duration_seconds_count{operation="claimCoupon",result="ok"}')).toBe(1);
+    expect(value('flashcart_db_operation_duration_seconds_count{operation="claimCoupon",result="rejected"}')).toBe(1);
     expect(value("flashcart_http_requests_in_flight")).toBe(1); // this scrape itself
     expect(text).toContain("process_cpu_user_seconds_total");
     expect(text).toContain("nodejs_eventloop_lag_seconds");

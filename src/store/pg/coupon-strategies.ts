@@ -11,8 +11,8 @@ import { coupons, userCoupons, users } from "./schema.ts";
  * the database's own guards (the unique (user, coupon) index and `issued <= total`), so a strategy can
  * be slow but never wrong.
  */
-export type CouponStrategy = "atomic" | "pessimistic" | "optimistic" | "redis";
-export const couponStrategies: CouponStrategy[] = ["atomic", "pessimistic", "optimistic", "redis"];
+export const couponStrategies = ["atomic", "pessimistic", "optimistic", "redis"] as const;
+export type CouponStrategy = (typeof couponStrategies)[number];
 
 type Tx = Parameters<Parameters<PgDb["transaction"]>[0]>[0];
 

@@ -4,8 +4,8 @@ import { assertCouponUsable, type HeldCoupon } from "../../domain/coupon.ts";
 import { DomainError, notFound } from "../../domain/errors.ts";
 import { limits } from "../../domain/limits.ts";
 import type {
+  ClaimedCoupon,
   Coupon,
-  IssuedCoupon,
   NewCoupon,
   Order,
   OrderLine,
@@ -23,8 +23,8 @@ import { assertCancellable, linesInLockOrder, orderTotal, settle } from "../../d
 import { toPage } from "../../domain/pagination.ts";
 import { isoOf } from "../../domain/time.ts";
 import { assertMigrated } from "../migrations.ts";
-import type { ChargePoints, IdempotencyClaim, Idempotent, PlaceOrder, Store } from "../port.ts";
-import { type CouponRow, toCoupon, toHeldCoupon, toIssuedCoupon, toOrder } from "../rows.ts";
+import type { ChargePoints, Idempotent, IdempotentRequest, PlaceOrder, Store } from "../port.ts";
+import { type CouponRow, toClaimedCoupon, toCoupon, toHeldCoupon, toOrder } from "../rows.ts";
 import {
   type Claim,
   type Claimed,
@@ -62,8 +62,6 @@ const lineColumns = { productId: orderItems.productId, quantity: orderItems.quan
  * order so two orders never deadlock; serialization failures and deadlocks are retried, bounded.
  */
 export class PgStore implements Store {
-  readonly backend = "postgres" as const;
-
   private readonly gate: RedisCouponGate | null;
 
   constructor(
@@ -99,7 +97,7 @@ export class PgStore implements Store {
   private async priorResponse(
     tx: Tx,
     userId: number,
-    claim: IdempotencyClaim | null,
+    claim: IdempotentRequest | null,
   ): Promise<{ statusCode: number; body: string } | null> {
     if (claim === null) return null;
     // Two requests with one new key race here: the second waits on the first one's row lock.
@@ -130,7 +128,7 @@ export class PgStore implements Store {
     return { statusCode: prior.statusCode, body: prior.responseBody };
   }
 
-  private async remember(tx: Tx, userId: number, claim: IdempotencyClaim | null, value: unknown, now: number) {
+  private async remember(tx: Tx, userId: number, claim: IdempotentRequest | null, value: unknown, now: number) {
     if (claim === null) return;
     await tx
       .update(idempotencyKeys)
@@ -255,7 +253,7 @@ export class PgStore implements Store {
   }
 
   /** First come, first served, by the configured strategy (see coupon-strategies.ts). */
-  async issueCoupon(command: { userId: number; couponId: number; now: number }): Promise<IssuedCoupon> {
+  async claimCoupon(command: { userId: number; couponId: number; now: number }): Promise<ClaimedCoupon> {
     const claimed = await this.claim(command);
     return {
       id: claimed.id,
@@ -306,7 +304,7 @@ export class PgStore implements Store {
       .orderBy(asc(userCoupons.id));
     const items: UserCouponWithCoupon[] = [];
     for (const row of rows) {
-      const issued = toIssuedCoupon(row.held, query.now);
+      const issued = toClaimedCoupon(row.held, query.now);
       if (query.status === null || issued.status === query.status)
         items.push({ ...issued, coupon: toCoupon(row.coupon) });
     }

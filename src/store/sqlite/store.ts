@@ -4,8 +4,8 @@ import { assertCouponUsable, assertIssuable, expiryOf, type HeldCoupon } from ".
 import { DomainError, notFound } from "../../domain/errors.ts";
 import { limits } from "../../domain/limits.ts";
 import type {
+  ClaimedCoupon,
   Coupon,
-  IssuedCoupon,
   NewCoupon,
   Order,
   OrderLine,
@@ -23,8 +23,8 @@ import { assertCancellable, linesInLockOrder, orderTotal, settle } from "../../d
 import { toPage } from "../../domain/pagination.ts";
 import { isoOf } from "../../domain/time.ts";
 import { assertMigrated } from "../migrations.ts";
-import type { ChargePoints, IdempotencyClaim, Idempotent, PlaceOrder, Store } from "../port.ts";
-import { type CouponRow, toCoupon, toHeldCoupon, toIssuedCoupon, toOrder } from "../rows.ts";
+import type { ChargePoints, Idempotent, IdempotentRequest, PlaceOrder, Store } from "../port.ts";
+import { type CouponRow, toClaimedCoupon, toCoupon, toHeldCoupon, toOrder } from "../rows.ts";
 import type { SqliteDb } from "./database.ts";
 import { GroupCommit } from "./group-commit.ts";
 import { coupons, idempotencyKeys, orderItems, orders, pointHistory, products, userCoupons, users } from "./schema.ts";
@@ -272,7 +272,6 @@ function prepareStatements(db: SqliteDb) {
 }
 
 export class SqliteStore implements Store {
-  readonly backend = "sqlite" as const;
   private readonly q: ReturnType<typeof prepareStatements>;
 
   private readonly commits: GroupCommit;
@@ -291,7 +290,7 @@ export class SqliteStore implements Store {
   }
 
   /** Returns the stored response of an earlier identical request, or null when this key is new. */
-  private priorResponse(userId: number, claim: IdempotencyClaim | null): { statusCode: number; body: string } | null {
+  private priorResponse(userId: number, claim: IdempotentRequest | null): { statusCode: number; body: string } | null {
     if (claim === null) return null;
     const prior = this.q.idempotencyByKey.get({ userId, key: claim.key });
     if (prior === undefined) return null;
@@ -304,7 +303,7 @@ export class SqliteStore implements Store {
     return { statusCode: prior.statusCode, body: prior.responseBody };
   }
 
-  private remember(userId: number, claim: IdempotencyClaim | null, value: unknown, now: number): void {
+  private remember(userId: number, claim: IdempotentRequest | null, value: unknown, now: number): void {
     if (claim === null) return;
     this.q.insertIdempotency.run({
       userId,
@@ -402,7 +401,7 @@ export class SqliteStore implements Store {
     return toCoupon(row);
   }
 
-  async issueCoupon(command: { userId: number; couponId: number; now: number }): Promise<IssuedCoupon> {
+  async claimCoupon(command: { userId: number; couponId: number; now: number }): Promise<ClaimedCoupon> {
     const { userId, couponId, now } = command;
     return this.write(() => {
       const coupon = this.q.couponById.get({ id: couponId });
@@ -437,7 +436,7 @@ export class SqliteStore implements Store {
     this.requireUser(query.userId);
     const items: UserCouponWithCoupon[] = [];
     for (const row of this.q.userCouponsOf.all({ userId: query.userId })) {
-      const issued = toIssuedCoupon(row.held, query.now);
+      const issued = toClaimedCoupon(row.held, query.now);
       if (query.status === null || issued.status === query.status)
         items.push({ ...issued, coupon: toCoupon(row.coupon) });
     }
