@@ -1,4 +1,4 @@
-import { DomainError } from "./errors.ts";
+import { refused } from "./errors.ts";
 
 /**
  * Who is calling. A user acts for themself; an admin provisions users, products and coupons and may
@@ -12,10 +12,10 @@ export function mayActFor(principal: Principal, userId: number): boolean {
 
 export function assertMayActFor(principal: Principal, userId: number): void {
   if (!mayActFor(principal, userId)) {
-    throw new DomainError("FORBIDDEN", "This resource belongs to another user.");
+    throw refused.notYours();
   }
 }
 
 export function assertAdmin(principal: Principal): void {
-  if (principal.role !== "admin") throw new DomainError("FORBIDDEN", "Only an admin may do this.");
+  if (principal.role !== "admin") throw refused.adminOnly();
 }

@@ -1,4 +1,4 @@
-import { DomainError } from "./errors.ts";
+import { refused } from "./errors.ts";
 import { DAY_MS, limits } from "./limits.ts";
 import type { CouponTerms, UserCouponStatus } from "./model.ts";
 
@@ -42,12 +42,8 @@ export interface IssueWindow {
 
 /** A coupon can be claimed from `issueStartsAt` (inclusive) until `issueEndsAt` (exclusive). */
 export function assertIssuable(window: IssueWindow, now: number): void {
-  if (window.issueStartsAt !== null && now < window.issueStartsAt) {
-    throw new DomainError("COUPON_NOT_ACTIVE", "Issuance of this coupon has not started yet.");
-  }
-  if (window.issueEndsAt !== null && now >= window.issueEndsAt) {
-    throw new DomainError("COUPON_NOT_ACTIVE", "Issuance of this coupon has ended.");
-  }
+  if (window.issueStartsAt !== null && now < window.issueStartsAt) throw refused.notStarted();
+  if (window.issueEndsAt !== null && now >= window.issueEndsAt) throw refused.ended();
 }
 
 export function expiryOf(issuedAt: number, validDays: number): number {
@@ -68,16 +64,9 @@ export interface HeldCoupon {
 
 /** A user coupon pays for an order only if the buyer owns it, it is unused and unexpired, and the order is big enough. */
 export function assertCouponUsable(held: HeldCoupon | null, buyerId: number, totalAmount: number, now: number): void {
-  if (held === null || held.ownerId !== buyerId) {
-    throw new DomainError("COUPON_NOT_USABLE", "The coupon does not belong to this user.");
-  }
+  if (held === null || held.ownerId !== buyerId) throw refused.couponNotOwned();
   const status = userCouponStatus(held.status, held.expiresAt, now);
-  if (status === "USED") throw new DomainError("COUPON_NOT_USABLE", "The coupon has already been used.");
-  if (status === "EXPIRED") throw new DomainError("COUPON_NOT_USABLE", "The coupon has expired.");
-  if (totalAmount < held.terms.minOrderAmount) {
-    throw new DomainError(
-      "COUPON_NOT_USABLE",
-      `The coupon needs an order of at least ${held.terms.minOrderAmount} won; this order is ${totalAmount} won.`,
-    );
-  }
+  if (status === "USED") throw refused.couponUsed();
+  if (status === "EXPIRED") throw refused.couponExpired();
+  if (totalAmount < held.terms.minOrderAmount) throw refused.belowMinimum(held.terms.minOrderAmount, totalAmount);
 }

@@ -38,9 +38,47 @@ export class DomainError extends Error {
   }
 }
 
+/** "No such row", for each kind of resource. */
 export const notFound = {
   user: (id: number) => new DomainError("USER_NOT_FOUND", `User ${id} does not exist.`),
   product: (id: number) => new DomainError("PRODUCT_NOT_FOUND", `Product ${id} does not exist.`),
   coupon: (id: number) => new DomainError("COUPON_NOT_FOUND", `Coupon ${id} does not exist.`),
   order: (id: number) => new DomainError("ORDER_NOT_FOUND", `Order ${id} does not exist.`),
+};
+
+/**
+ * Every refusal of a write, built here only: the stores report "no row" or "no change" and the
+ * scripts in writes.ts turn that into one of these, so each backend answers with the same words.
+ */
+export const refused = {
+  alreadyClaimed: () => new DomainError("COUPON_ALREADY_ISSUED", "This user already holds this coupon."),
+  soldOut: () => new DomainError("COUPON_SOLD_OUT", "Every coupon of this drop has been claimed."),
+  notStarted: () => new DomainError("COUPON_NOT_ACTIVE", "Claiming this coupon has not started yet."),
+  ended: () => new DomainError("COUPON_NOT_ACTIVE", "Claiming this coupon has ended."),
+  couponNotOwned: () => new DomainError("COUPON_NOT_USABLE", "The coupon does not belong to this user."),
+  couponUsed: () => new DomainError("COUPON_NOT_USABLE", "The coupon has already been used."),
+  couponExpired: () => new DomainError("COUPON_NOT_USABLE", "The coupon has expired."),
+  belowMinimum: (minOrderAmount: number, totalAmount: number) =>
+    new DomainError(
+      "COUPON_NOT_USABLE",
+      `The coupon needs an order of at least ${minOrderAmount} won; this order is ${totalAmount} won.`,
+    ),
+  insufficientStock: (productId: number, quantity: number) =>
+    new DomainError("INSUFFICIENT_STOCK", `Product ${productId} has fewer than ${quantity} in stock.`),
+  insufficientPoints: (amount: number) =>
+    new DomainError("INSUFFICIENT_POINTS", `The order costs ${amount} points; the balance is lower.`),
+  notCancellable: (status: string) =>
+    new DomainError("ORDER_NOT_CANCELLABLE", `An order that is ${status} cannot be cancelled.`),
+  balanceLimit: (maxBalance: number) =>
+    new DomainError(
+      "BALANCE_LIMIT_EXCEEDED",
+      `A balance may not exceed ${maxBalance} points; this charge would pass it.`,
+    ),
+  idempotencyKeyReused: () =>
+    new DomainError(
+      "IDEMPOTENCY_KEY_REUSED",
+      "This Idempotency-Key was already used for a different request; use a new key for a new request.",
+    ),
+  notYours: () => new DomainError("FORBIDDEN", "This resource belongs to another user."),
+  adminOnly: () => new DomainError("FORBIDDEN", "Only an admin may do this."),
 };

@@ -1,6 +1,7 @@
 import { discountFor } from "./coupon.ts";
-import { DomainError } from "./errors.ts";
-import type { CouponTerms, OrderStatus } from "./model.ts";
+import { refused } from "./errors.ts";
+import type { CouponTerms, Order, OrderLine, OrderStatus } from "./model.ts";
+import { isoOf, isoOrNull } from "./time.ts";
 
 export interface RequestedLine {
   productId: number;
@@ -36,7 +37,34 @@ export function settle(totalAmount: number, coupon: CouponTerms | null): OrderAm
 
 /** Only a PAID order can be cancelled; cancelling is the exact inverse of placing it. */
 export function assertCancellable(status: OrderStatus): void {
-  if (status !== "PAID") {
-    throw new DomainError("ORDER_NOT_CANCELLABLE", `An order that is ${status} cannot be cancelled.`);
-  }
+  if (status !== "PAID") throw refused.notCancellable(status);
+}
+
+/** An order as stored (timestamps in epoch milliseconds), without its lines. */
+export interface OrderRecord {
+  id: number;
+  userId: number;
+  status: OrderStatus;
+  totalAmount: number;
+  discountAmount: number;
+  paidAmount: number;
+  userCouponId: number | null;
+  createdAt: number;
+  cancelledAt: number | null;
+}
+
+/** The order as the API shows it. */
+export function orderOf(record: OrderRecord, items: OrderLine[]): Order {
+  return {
+    id: record.id,
+    userId: record.userId,
+    status: record.status,
+    items,
+    totalAmount: record.totalAmount,
+    discountAmount: record.discountAmount,
+    paidAmount: record.paidAmount,
+    userCouponId: record.userCouponId,
+    createdAt: isoOf(record.createdAt),
+    cancelledAt: isoOrNull(record.cancelledAt),
+  };
 }

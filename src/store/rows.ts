@@ -4,7 +4,7 @@
  */
 import type { HeldCoupon } from "../domain/coupon.ts";
 import { userCouponStatus } from "../domain/coupon.ts";
-import type { ClaimedCoupon, Coupon, CouponTerms, Order, OrderLine, OrderStatus } from "../domain/model.ts";
+import type { ClaimedCoupon, Coupon, CouponTerms } from "../domain/model.ts";
 import { isoOf, isoOrNull } from "../domain/time.ts";
 
 export interface CouponRow extends CouponTerms {
@@ -26,18 +26,6 @@ export interface UserCouponRow {
   issuedAt: number;
   expiresAt: number;
   usedAt: number | null;
-}
-
-export interface OrderRow {
-  id: number;
-  userId: number;
-  status: OrderStatus;
-  totalAmount: number;
-  discountAmount: number;
-  paidAmount: number;
-  userCouponId: number | null;
-  createdAt: number;
-  cancelledAt: number | null;
 }
 
 export function toCoupon(row: CouponRow): Coupon {
@@ -84,17 +72,8 @@ export function toHeldCoupon(row: { held: UserCouponRow; coupon: CouponRow }): H
   };
 }
 
-export function toOrder(row: OrderRow, items: OrderLine[]): Order {
-  return {
-    id: row.id,
-    userId: row.userId,
-    status: row.status,
-    items,
-    totalAmount: row.totalAmount,
-    discountAmount: row.discountAmount,
-    paidAmount: row.paidAmount,
-    userCouponId: row.userCouponId,
-    createdAt: isoOf(row.createdAt),
-    cancelledAt: isoOrNull(row.cancelledAt),
-  };
+/** A row the statement just wrote or the schema guarantees (e.g. `INSERT … RETURNING`): absent is a bug. */
+export function must<T>(row: T | undefined | null, what: string): T {
+  if (row === undefined || row === null) throw new Error(`expected ${what}, got no row`);
+  return row;
 }

@@ -1,9 +1,13 @@
 import type { RedisClient } from "bun";
-import { and, eq, lt, sql } from "drizzle-orm";
-import { assertIssuable, expiryOf } from "../../domain/coupon.ts";
-import { DomainError, notFound } from "../../domain/errors.ts";
+import { and, eq } from "drizzle-orm";
+import type { IssueWindow } from "../../domain/coupon.ts";
+import { DomainError } from "../../domain/errors.ts";
+import type { AsyncStorage } from "../../domain/script.ts";
+import type { ClaimCoupon, ClaimStorage } from "../../domain/writes.ts";
+import { must } from "../rows.ts";
 import type { PgDb } from "./database.ts";
 import { coupons, userCoupons, users } from "./schema.ts";
+import { PgWrites, type Tx } from "./writes.ts";
 
 /**
  * The classic ways to hand out a limited supply on PostgreSQL, selectable with COUPON_STRATEGY. All of
@@ -14,80 +18,27 @@ import { coupons, userCoupons, users } from "./schema.ts";
 export const couponStrategies = ["atomic", "pessimistic", "optimistic", "redis"] as const;
 export type CouponStrategy = (typeof couponStrategies)[number];
 
-type Tx = Parameters<Parameters<PgDb["transaction"]>[0]>[0];
-
-export interface Claim {
-  userId: number;
-  couponId: number;
-  now: number;
-}
-
-export interface Claimed {
-  id: number;
-  expiresAt: number;
-}
-
-const alreadyIssued = () => new DomainError("COUPON_ALREADY_ISSUED", "This user already holds this coupon.");
-const soldOut = () => new DomainError("COUPON_SOLD_OUT", "Every coupon of this drop has been issued.");
-
-/** Coupon exists → user exists → inside the issue window; `lock` reads the coupon row FOR UPDATE. */
-async function checkedCoupon(tx: Tx, claim: Claim, lock: boolean) {
-  const query = tx.select().from(coupons).where(eq(coupons.id, claim.couponId));
-  const [coupon] = lock ? await query.for("update") : await query;
-  if (coupon === undefined) throw notFound.coupon(claim.couponId);
-  const [user] = await tx.select({ id: users.id }).from(users).where(eq(users.id, claim.userId));
-  if (user === undefined) throw notFound.user(claim.userId);
-  assertIssuable(coupon, claim.now);
-  return coupon;
-}
-
-/** The one-per-user guard: the unique (user_id, coupon_id) index turns a second claim into no row. */
-async function insertHolding(tx: Tx, claim: Claim, validDays: number): Promise<Claimed> {
-  const expiresAt = expiryOf(claim.now, validDays);
-  const [held] = await tx
-    .insert(userCoupons)
-    .values({ userId: claim.userId, couponId: claim.couponId, status: "AVAILABLE", issuedAt: claim.now, expiresAt })
-    .onConflictDoNothing({ target: [userCoupons.userId, userCoupons.couponId] })
-    .returning({ id: userCoupons.id });
-  if (held === undefined) throw alreadyIssued();
-  return { id: held.id, expiresAt };
-}
-
-/** `UPDATE … SET issued = issued + 1 WHERE issued < total RETURNING`: READ COMMITTED re-checks the WHERE on the newest row. */
-async function takeSlot(tx: Tx, couponId: number): Promise<void> {
-  const taken = await tx
-    .update(coupons)
-    .set({ issuedQuantity: sql`${coupons.issuedQuantity} + 1` })
-    .where(and(eq(coupons.id, couponId), lt(coupons.issuedQuantity, coupons.totalQuantity)))
-    .returning({ id: coupons.id });
-  if (taken.length === 0) throw soldOut();
-}
-
-/** The write of the redis strategy, once Redis has reserved the slot: the atomic guards, without re-checking. */
-export async function writeReserved(tx: Tx, claim: Claim, validDays: number): Promise<Claimed> {
-  const claimed = await insertHolding(tx, claim, validDays);
-  await takeSlot(tx, claim.couponId);
-  return claimed;
-}
-
-/** atomic: one conditional UPDATE decides; no lock is held longer than that statement. */
-export async function claimAtomic(tx: Tx, claim: Claim): Promise<Claimed> {
-  const coupon = await checkedCoupon(tx, claim, false);
-  const claimed = await insertHolding(tx, claim, coupon.validDays);
-  await takeSlot(tx, claim.couponId);
-  return claimed;
-}
+type CouponRow = typeof coupons.$inferSelect;
 
 /** pessimistic: `SELECT … FOR UPDATE` serialises every claim of a drop on its row, then check and write. */
-export async function claimPessimistic(tx: Tx, claim: Claim): Promise<Claimed> {
-  const coupon = await checkedCoupon(tx, claim, true);
-  const claimed = await insertHolding(tx, claim, coupon.validDays);
-  if (coupon.issuedQuantity >= coupon.totalQuantity) throw soldOut();
-  await tx
-    .update(coupons)
-    .set({ issuedQuantity: coupon.issuedQuantity + 1 })
-    .where(eq(coupons.id, claim.couponId));
-  return claimed;
+class PessimisticWrites extends PgWrites {
+  private locked: CouponRow | undefined;
+
+  override async findCoupon(couponId: number) {
+    const [coupon] = await this.tx.select().from(coupons).where(eq(coupons.id, couponId)).for("update");
+    this.locked = coupon;
+    return coupon ?? null;
+  }
+
+  override async takeSlot(couponId: number): Promise<boolean> {
+    const coupon = must(this.locked, "the locked coupon");
+    if (coupon.issuedQuantity >= coupon.totalQuantity) return false;
+    await this.tx
+      .update(coupons)
+      .set({ issuedQuantity: coupon.issuedQuantity + 1 })
+      .where(eq(coupons.id, couponId));
+    return true;
+  }
 }
 
 const CAS_ATTEMPTS = 100;
@@ -97,24 +48,46 @@ const CAS_ATTEMPTS = 100;
  * jitter. The pool bounds how many claims compete at once, so the attempts needed stay far below
  * the bound.
  */
-export async function claimOptimistic(tx: Tx, claim: Claim): Promise<Claimed> {
-  const first = await checkedCoupon(tx, claim, false);
-  const claimed = await insertHolding(tx, claim, first.validDays);
-  let coupon = first;
-  for (let attempt = 1; ; attempt++) {
-    if (coupon.issuedQuantity >= coupon.totalQuantity) throw soldOut();
-    const won = await tx
-      .update(coupons)
-      .set({ issuedQuantity: coupon.issuedQuantity + 1, version: coupon.version + 1 })
-      .where(and(eq(coupons.id, claim.couponId), eq(coupons.version, coupon.version)))
-      .returning({ id: coupons.id });
-    if (won.length > 0) return claimed;
-    if (attempt >= CAS_ATTEMPTS) throw new Error(`optimistic claim lost ${CAS_ATTEMPTS} races in a row`);
-    await Bun.sleep(Math.random() * Math.min(20, attempt));
-    const [fresh] = await tx.select().from(coupons).where(eq(coupons.id, claim.couponId));
-    coupon = fresh as typeof first;
+class OptimisticWrites extends PgWrites {
+  private seen: CouponRow | undefined;
+
+  override async findCoupon(couponId: number) {
+    const [coupon] = await this.tx.select().from(coupons).where(eq(coupons.id, couponId));
+    this.seen = coupon;
+    return coupon ?? null;
+  }
+
+  override async takeSlot(couponId: number): Promise<boolean> {
+    let coupon = must(this.seen, "the coupon read");
+    for (let attempt = 1; ; attempt++) {
+      if (coupon.issuedQuantity >= coupon.totalQuantity) return false;
+      const won = await this.tx
+        .update(coupons)
+        .set({ issuedQuantity: coupon.issuedQuantity + 1, version: coupon.version + 1 })
+        .where(and(eq(coupons.id, couponId), eq(coupons.version, coupon.version)))
+        .returning({ id: coupons.id });
+      if (won.length > 0) return true;
+      if (attempt >= CAS_ATTEMPTS) throw new Error(`optimistic claim lost ${CAS_ATTEMPTS} races in a row`);
+      await Bun.sleep(Math.random() * Math.min(20, attempt));
+      const [fresh] = await this.tx.select().from(coupons).where(eq(coupons.id, couponId));
+      coupon = must(fresh, "the coupon re-read");
+    }
   }
 }
+
+/**
+ * The data moves of each strategy inside the transaction. atomic and redis write with the atomic
+ * guards: one conditional UPDATE decides, no lock held longer than that statement.
+ */
+export const writesOf: Record<CouponStrategy, new (tx: Tx) => PgWrites> = {
+  atomic: PgWrites,
+  pessimistic: PessimisticWrites,
+  optimistic: OptimisticWrites,
+  redis: PgWrites,
+};
+
+/** The claim moves the redis strategy answers before any PostgreSQL transaction is opened. */
+export type EarlyClaimMoves = Pick<AsyncStorage<ClaimStorage>, "findCoupon" | "userExists" | "knownRefusal">;
 
 /**
  * redis: the report's final design. A Lua script checks the drop's user set and remaining count and
@@ -127,34 +100,58 @@ export class RedisCouponGate {
    * the checks that come before a claim (exists, issue window) are served from memory after the
    * first read, and losers of a drop cost PostgreSQL nothing at all.
    */
-  private readonly definitions = new Map<
-    number,
-    { issueStartsAt: number | null; issueEndsAt: number | null; validDays: number }
-  >();
+  private readonly definitions = new Map<number, IssueWindow & { validDays: number }>();
   private readonly knownUsers = new Set<number>();
 
   constructor(
+    private readonly db: PgDb,
     private readonly redis: RedisClient,
     private readonly prefix: string,
   ) {}
 
-  /** Coupon exists → user exists → inside the issue window, as the other strategies check. */
-  async check(db: PgDb, claim: Claim): Promise<{ validDays: number }> {
-    let definition = this.definitions.get(claim.couponId);
+  /**
+   * The moves of one claim answered here, and the way to undo its reservation when the PostgreSQL
+   * write fails. A retried transaction asks again: the reservation is made once per claim.
+   */
+  claim(claim: ClaimCoupon): { moves: EarlyClaimMoves; undo(error: unknown): Promise<void> } {
+    let reserved = false;
+    const moves: EarlyClaimMoves = {
+      findCoupon: (couponId) => this.definition(couponId),
+      userExists: (userId) => this.userExists(userId),
+      knownRefusal: async (userId, couponId) => {
+        if (reserved) return null;
+        const refusal = await this.reserve(userId, couponId);
+        reserved = refusal === null;
+        return refusal;
+      },
+    };
+    const undo = async (error: unknown) => {
+      if (!reserved) return;
+      // Redis was ahead of PostgreSQL: give the slot back (and the user too, unless they do hold it).
+      const holds = error instanceof DomainError && error.code === "COUPON_ALREADY_ISSUED";
+      await this.release(claim, !holds);
+    };
+    return { moves, undo };
+  }
+
+  private async definition(couponId: number): Promise<(IssueWindow & { validDays: number }) | null> {
+    let definition = this.definitions.get(couponId);
     if (definition === undefined) {
-      const [row] = await db.select().from(coupons).where(eq(coupons.id, claim.couponId));
-      if (row === undefined) throw notFound.coupon(claim.couponId);
+      const [row] = await this.db.select().from(coupons).where(eq(coupons.id, couponId));
+      if (row === undefined) return null;
       definition = { issueStartsAt: row.issueStartsAt, issueEndsAt: row.issueEndsAt, validDays: row.validDays };
-      this.definitions.set(claim.couponId, definition);
+      this.definitions.set(couponId, definition);
     }
-    if (!this.knownUsers.has(claim.userId)) {
-      const [user] = await db.select({ id: users.id }).from(users).where(eq(users.id, claim.userId));
-      if (user === undefined) throw notFound.user(claim.userId);
-      if (this.knownUsers.size >= 1_000_000) this.knownUsers.clear();
-      this.knownUsers.add(claim.userId);
-    }
-    assertIssuable(definition, claim.now);
     return definition;
+  }
+
+  private async userExists(userId: number): Promise<boolean> {
+    if (this.knownUsers.has(userId)) return true;
+    const [user] = await this.db.select({ id: users.id }).from(users).where(eq(users.id, userId));
+    if (user === undefined) return false;
+    if (this.knownUsers.size >= 1_000_000) this.knownUsers.clear();
+    this.knownUsers.add(userId);
+    return true;
   }
 
   private keys(couponId: number): [string, string] {
@@ -194,10 +191,10 @@ export class RedisCouponGate {
   }
 
   /** Copies a drop's state from PostgreSQL (`force`: even if Redis has it, as at start-up). */
-  async load(db: PgDb, couponId: number, force: boolean): Promise<boolean> {
-    const [coupon] = await db.select().from(coupons).where(eq(coupons.id, couponId));
+  async load(couponId: number, force: boolean): Promise<boolean> {
+    const [coupon] = await this.db.select().from(coupons).where(eq(coupons.id, couponId));
     if (coupon === undefined) return false;
-    const holders = await db
+    const holders = await this.db
       .select({ userId: userCoupons.userId })
       .from(userCoupons)
       .where(eq(userCoupons.couponId, couponId));
@@ -210,27 +207,28 @@ export class RedisCouponGate {
   }
 
   /** Rebuilds every drop from PostgreSQL, so Redis never disagrees with it after a restart. */
-  async rebuild(db: PgDb): Promise<number> {
-    const all = await db.select({ id: coupons.id }).from(coupons);
-    for (const { id } of all) await this.load(db, id, true);
+  async rebuild(): Promise<number> {
+    const all = await this.db.select({ id: coupons.id }).from(coupons);
+    for (const { id } of all) await this.load(id, true);
     return all.length;
   }
 
-  /** Reserves a slot for the user, or throws the answer PostgreSQL would have given. */
-  async reserve(db: PgDb, claim: Claim): Promise<void> {
-    let verdict = await this.run(RedisCouponGate.RESERVE, claim.couponId, [claim.userId]);
+  /** Reserves a slot for the user in Redis, or says why not. */
+  private async reserve(userId: number, couponId: number): Promise<"ALREADY_CLAIMED" | "SOLD_OUT" | null> {
+    let verdict = await this.run(RedisCouponGate.RESERVE, couponId, [userId]);
     if (verdict === -2) {
       // Unknown here: a drop created by another process, or Redis restarted. PostgreSQL decides.
-      if (!(await this.load(db, claim.couponId, false))) throw notFound.coupon(claim.couponId);
-      verdict = await this.run(RedisCouponGate.RESERVE, claim.couponId, [claim.userId]);
+      await this.load(couponId, false);
+      verdict = await this.run(RedisCouponGate.RESERVE, couponId, [userId]);
     }
-    if (verdict === 0) throw alreadyIssued();
-    if (verdict === -1) throw soldOut();
+    if (verdict === 0) return "ALREADY_CLAIMED";
+    if (verdict === -1) return "SOLD_OUT";
     if (verdict !== 1) throw new Error(`unexpected reservation verdict ${verdict}`);
+    return null;
   }
 
   /** Undoes a reservation whose PostgreSQL write failed. */
-  release(claim: Claim, forgetUser: boolean): Promise<number> {
+  private release(claim: ClaimCoupon, forgetUser: boolean): Promise<number> {
     return this.run(RedisCouponGate.RELEASE, claim.couponId, [claim.userId, forgetUser ? "1" : "0"]);
   }
 

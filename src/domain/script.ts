@@ -1,0 +1,92 @@
+/**
+ * A write is written once, as a script: a generator that yields each data move it needs ("does this
+ * user exist", "take 2 of product 7 if there are 2") and decides every rule from the answers. Each
+ * store runs the same script with a storage of its own that only answers the moves:
+ *
+ * - SQLite runs it synchronously (`runSync`) inside its write transaction, where no `await` may go;
+ * - PostgreSQL runs it asynchronously (`runAsync`), one round trip per move.
+ *
+ * So the order of the checks, and every refusal, cannot drift between backends.
+ */
+
+// biome-ignore lint/suspicious/noExplicitAny: a storage method may take and return anything
+type Method = (...args: any[]) => unknown;
+
+/** One data move a script asks for: the storage method's name and its arguments. */
+export type Need<S> = { [K in keyof S]: S[K] extends Method ? { op: K; args: Parameters<S[K]> } : never }[keyof S];
+
+export type Script<S, R> = Generator<Need<S>, R, unknown>;
+
+/** `yield* steps.findUser(id)` asks the storage for `findUser(id)` and evaluates to its answer, typed. */
+export type Steps<S> = {
+  [K in keyof S]: S[K] extends Method ? (...args: Parameters<S[K]>) => Generator<Need<S>, ReturnType<S[K]>> : never;
+};
+
+/** The same storage, answering through promises (PostgreSQL). */
+export type AsyncStorage<S> = {
+  [K in keyof S]: S[K] extends Method ? (...args: Parameters<S[K]>) => Promise<ReturnType<S[K]>> : never;
+};
+
+const stepCache = new Map<PropertyKey, Method>();
+const anySteps = new Proxy(
+  {},
+  {
+    get(_, op) {
+      let step = stepCache.get(op);
+      if (step === undefined) {
+        step = function* (...args: unknown[]): Generator<unknown, unknown, unknown> {
+          return yield { op, args };
+        };
+        stepCache.set(op, step);
+      }
+      return step;
+    },
+  },
+);
+
+/** The typed steps of a storage interface (one shared object underneath: a step is just its name). */
+export function stepsOf<S>(): Steps<S> {
+  return anySteps as Steps<S>;
+}
+
+/** Runs a script to the end against a synchronous storage. */
+export function runSync<S, R>(script: Script<S, R>, storage: S): R {
+  let next = script.next();
+  while (!next.done) {
+    const { op, args } = next.value;
+    next = script.next((storage[op] as Method).apply(storage, args));
+  }
+  return next.value;
+}
+
+export type Progress<S, R> = IteratorResult<Need<S>, R>;
+
+/**
+ * Answers the script's moves for as long as `storage` has the method asked for, and returns where it
+ * stopped: the result, or the first move `storage` cannot answer (for another storage to go on from).
+ */
+export async function advance<S, R>(
+  script: Script<S, R>,
+  from: Progress<S, R>,
+  storage: Partial<AsyncStorage<S>>,
+): Promise<Progress<S, R>> {
+  let next = from;
+  while (!next.done) {
+    const { op, args } = next.value;
+    const method = storage[op] as Method | undefined;
+    if (method === undefined) return next;
+    next = script.next(await method.apply(storage, args));
+  }
+  return next;
+}
+
+/** Runs a script to the end against an asynchronous storage, from the start or from `from`. */
+export async function runAsync<S, R>(
+  script: Script<S, R>,
+  storage: AsyncStorage<S>,
+  from: Progress<S, R> = script.next(),
+): Promise<R> {
+  const last = await advance(script, from, storage);
+  if (!last.done) throw new Error(`the storage cannot answer "${String(last.value.op)}"`);
+  return last.value;
+}

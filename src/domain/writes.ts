@@ -1,0 +1,300 @@
+/**
+ * The four writes a caller can make (claim a coupon, place an order, cancel it, charge points), each
+ * written once as a script of data moves (see script.ts). The order of the steps is the order of the
+ * checks, and so the answer to any request, on every backend. Stores only answer the moves: "no row"
+ * is null, "no change" is false; every refusal is decided and built here.
+ */
+import { assertCouponUsable, assertIssuable, expiryOf, type HeldCoupon, type IssueWindow } from "./coupon.ts";
+import { notFound, refused } from "./errors.ts";
+import { limits } from "./limits.ts";
+import type { ClaimedCoupon, Order, OrderLine, PointBalance, PointHistoryType } from "./model.ts";
+import {
+  assertCancellable,
+  linesInLockOrder,
+  type OrderRecord,
+  orderOf,
+  orderTotal,
+  type RequestedLine,
+  settle,
+} from "./order.ts";
+import { type Script, stepsOf } from "./script.ts";
+import { isoOf } from "./time.ts";
+
+/** A request sent with an `Idempotency-Key`: its fingerprint covers method, path and body. */
+export interface IdempotentRequest {
+  key: string;
+  fingerprint: string;
+  /** The status the response will have, stored with it for replays. */
+  statusCode: number;
+}
+
+/**
+ * Either the work was done now, or the same request was done before and its stored response is
+ * returned as it was sent (status and exact body).
+ */
+export type Idempotent<T> = { replayed: false; value: T } | { replayed: true; statusCode: number; body: string };
+
+export interface ClaimCoupon {
+  userId: number;
+  couponId: number;
+  now: number;
+}
+
+export interface PlaceOrder {
+  userId: number;
+  items: RequestedLine[];
+  userCouponId: number | null;
+  now: number;
+  idempotency: IdempotentRequest | null;
+}
+
+export interface CancelOrder {
+  orderId: number;
+  now: number;
+}
+
+export interface ChargePoints {
+  userId: number;
+  amount: number;
+  now: number;
+  idempotency: IdempotentRequest | null;
+}
+
+export interface StoredRequest {
+  fingerprint: string;
+  statusCode: number;
+  responseBody: string;
+}
+
+export interface NewHistoryEntry {
+  userId: number;
+  type: PointHistoryType;
+  amount: number;
+  balanceAfter: number;
+  orderId: number | null;
+  createdAt: number;
+}
+
+export type NewOrder = Omit<OrderRecord, "id" | "status" | "cancelledAt">;
+
+/** Moves shared by several writes. */
+export interface UserStorage {
+  userExists(userId: number): boolean;
+  insertHistory(entry: NewHistoryEntry): void;
+}
+
+export interface IdempotencyStorage {
+  /** What was stored under this user's key, or null when the key is new (PostgreSQL also locks the key). */
+  storedRequest(userId: number, request: IdempotentRequest): StoredRequest | null;
+  storeResponse(userId: number, request: IdempotentRequest, responseBody: string, now: number): void;
+}
+
+export interface ClaimStorage {
+  /** The drop's issue window and validity, or null. */
+  findCoupon(couponId: number): (IssueWindow & { validDays: number }) | null;
+  userExists(userId: number): boolean;
+  /**
+   * A refusal the backend knows before writing anything (the redis strategy's reservation answers
+   * "already holds" and "sold out" without PostgreSQL); null: nothing known, go on.
+   */
+  knownRefusal(userId: number, couponId: number): "ALREADY_CLAIMED" | "SOLD_OUT" | null;
+  /** The one-per-user guard: the new user coupon's id, or null when the user holds this coupon already. */
+  insertHolding(holding: { userId: number; couponId: number; issuedAt: number; expiresAt: number }): number | null;
+  /** The first-come guard: true when a coupon was left and this claim took it. */
+  takeSlot(couponId: number): boolean;
+}
+
+export interface OrderStorage extends UserStorage, IdempotencyStorage {
+  /** Unit prices of the products, in the order asked; null for a product that does not exist. */
+  pricesOf(productIds: number[]): (number | null)[];
+  heldCoupon(userCouponId: number): HeldCoupon | null;
+  /** True when the stock covered the quantity and was taken. */
+  takeStock(productId: number, quantity: number): boolean;
+  /** True when the coupon was AVAILABLE and is now USED. */
+  useCoupon(userCouponId: number, now: number): boolean;
+  /** The balance after the debit, or null when the balance did not cover it. */
+  debit(userId: number, amount: number): number | null;
+  insertOrder(order: NewOrder): number;
+  insertOrderLines(orderId: number, lines: OrderLine[]): void;
+}
+
+export interface CancelStorage extends UserStorage {
+  findOrder(orderId: number): OrderRecord | null;
+  /** True when the order was PAID and is now CANCELLED. */
+  markCancelled(orderId: number, now: number): boolean;
+  orderLines(orderId: number): OrderLine[];
+  returnStock(productId: number, quantity: number): void;
+  releaseCoupon(userCouponId: number): void;
+  /** The balance after the credit. */
+  credit(userId: number, amount: number): number;
+}
+
+export interface ChargeStorage extends UserStorage, IdempotencyStorage {
+  /** The balance after the credit, or null when it would pass `maxBalance`. */
+  creditWithinLimit(userId: number, amount: number, maxBalance: number): number | null;
+}
+
+/** Everything a store must answer to run every write. */
+export type WriteStorage = ClaimStorage & OrderStorage & CancelStorage & ChargeStorage;
+
+const claimStep = stepsOf<ClaimStorage>();
+const orderStep = stepsOf<OrderStorage>();
+const cancelStep = stepsOf<CancelStorage>();
+const chargeStep = stepsOf<ChargeStorage>();
+const keyStep = stepsOf<IdempotencyStorage>();
+
+/**
+ * Claim: coupon exists → user exists → inside the issue window → the user does not hold it yet →
+ * one is left. (A user who holds a sold-out coupon is told they hold it.)
+ */
+export function* claimCoupon(command: ClaimCoupon): Script<ClaimStorage, ClaimedCoupon> {
+  const { userId, couponId, now } = command;
+  const coupon = yield* claimStep.findCoupon(couponId);
+  if (coupon === null) throw notFound.coupon(couponId);
+  if (!(yield* claimStep.userExists(userId))) throw notFound.user(userId);
+  assertIssuable(coupon, now);
+  const known = yield* claimStep.knownRefusal(userId, couponId);
+  if (known === "ALREADY_CLAIMED") throw refused.alreadyClaimed();
+  if (known === "SOLD_OUT") throw refused.soldOut();
+  const expiresAt = expiryOf(now, coupon.validDays);
+  const id = yield* claimStep.insertHolding({ userId, couponId, issuedAt: now, expiresAt });
+  if (id === null) throw refused.alreadyClaimed();
+  if (!(yield* claimStep.takeSlot(couponId))) throw refused.soldOut();
+  return {
+    id,
+    userId,
+    couponId,
+    status: "AVAILABLE",
+    issuedAt: isoOf(now),
+    expiresAt: isoOf(expiresAt),
+    usedAt: null,
+  };
+}
+
+/** A replay of an earlier identical request, or null when this key is new (or there is none). */
+function* replayOf(
+  userId: number,
+  request: IdempotentRequest | null,
+): Script<IdempotencyStorage, Idempotent<never> | null> {
+  if (request === null) return null;
+  const stored = yield* keyStep.storedRequest(userId, request);
+  if (stored === null) return null;
+  if (stored.fingerprint !== request.fingerprint) throw refused.idempotencyKeyReused();
+  return { replayed: true, statusCode: stored.statusCode, body: stored.responseBody };
+}
+
+function* remember(
+  userId: number,
+  request: IdempotentRequest | null,
+  response: unknown,
+  now: number,
+): Script<IdempotencyStorage, void> {
+  if (request !== null) yield* keyStep.storeResponse(userId, request, JSON.stringify(response), now);
+}
+
+/**
+ * Order: user exists → replay of the same Idempotency-Key → every product exists (ascending id) →
+ * the coupon is usable → stock of each line (ascending id) → the coupon is still unused → points.
+ * Then the rows: order, lines, history, stored response. All or nothing.
+ */
+export function* placeOrder(command: PlaceOrder): Script<OrderStorage, Idempotent<Order>> {
+  const { userId, userCouponId, now, idempotency } = command;
+  if (!(yield* orderStep.userExists(userId))) throw notFound.user(userId);
+  const replay = yield* replayOf(userId, idempotency);
+  if (replay !== null) return replay;
+
+  const requested = linesInLockOrder(command.items);
+  const prices = yield* orderStep.pricesOf(requested.map((line) => line.productId));
+  const lines: OrderLine[] = requested.map(({ productId, quantity }, i) => {
+    const unitPrice = prices[i];
+    if (unitPrice === null || unitPrice === undefined) throw notFound.product(productId);
+    return { productId, quantity, unitPrice };
+  });
+  const totalAmount = orderTotal(lines);
+  let held: HeldCoupon | null = null;
+  if (userCouponId !== null) {
+    held = yield* orderStep.heldCoupon(userCouponId);
+    assertCouponUsable(held, userId, totalAmount, now);
+  }
+  const amounts = settle(totalAmount, held?.terms ?? null);
+
+  for (const line of lines) {
+    if (!(yield* orderStep.takeStock(line.productId, line.quantity))) {
+      throw refused.insufficientStock(line.productId, line.quantity);
+    }
+  }
+  if (userCouponId !== null && !(yield* orderStep.useCoupon(userCouponId, now))) throw refused.couponUsed();
+  let balanceAfter: number | null = null;
+  if (amounts.paidAmount > 0) {
+    balanceAfter = yield* orderStep.debit(userId, amounts.paidAmount);
+    if (balanceAfter === null) throw refused.insufficientPoints(amounts.paidAmount);
+  }
+
+  const orderId = yield* orderStep.insertOrder({ userId, userCouponId, createdAt: now, ...amounts });
+  yield* orderStep.insertOrderLines(orderId, lines);
+  if (balanceAfter !== null) {
+    yield* orderStep.insertHistory({
+      userId,
+      type: "USE",
+      amount: amounts.paidAmount,
+      balanceAfter,
+      orderId,
+      createdAt: now,
+    });
+  }
+  const order = orderOf(
+    { id: orderId, userId, status: "PAID", userCouponId, createdAt: now, cancelledAt: null, ...amounts },
+    lines,
+  );
+  yield* remember(userId, idempotency, order, now);
+  return { replayed: false, value: order };
+}
+
+/**
+ * Cancel: order exists → it is PAID (and still is when marked) → stock back, coupon AVAILABLE again,
+ * points refunded: the exact inverse of placing it.
+ */
+export function* cancelOrder(command: CancelOrder): Script<CancelStorage, Order> {
+  const { orderId, now } = command;
+  const order = yield* cancelStep.findOrder(orderId);
+  if (order === null) throw notFound.order(orderId);
+  assertCancellable(order.status);
+  if (!(yield* cancelStep.markCancelled(orderId, now))) throw refused.notCancellable("CANCELLED");
+
+  const lines = yield* cancelStep.orderLines(orderId);
+  for (const line of lines) yield* cancelStep.returnStock(line.productId, line.quantity);
+  if (order.userCouponId !== null) yield* cancelStep.releaseCoupon(order.userCouponId);
+  if (order.paidAmount > 0) {
+    const balanceAfter = yield* cancelStep.credit(order.userId, order.paidAmount);
+    yield* cancelStep.insertHistory({
+      userId: order.userId,
+      type: "REFUND",
+      amount: order.paidAmount,
+      balanceAfter,
+      orderId,
+      createdAt: now,
+    });
+  }
+  return orderOf({ ...order, status: "CANCELLED", cancelledAt: now }, lines);
+}
+
+/** Charge: user exists → replay of the same Idempotency-Key → the balance stays within its cap. */
+export function* chargePoints(command: ChargePoints): Script<ChargeStorage, Idempotent<PointBalance>> {
+  const { userId, amount, now, idempotency } = command;
+  if (!(yield* chargeStep.userExists(userId))) throw notFound.user(userId);
+  const replay = yield* replayOf(userId, idempotency);
+  if (replay !== null) return replay;
+  const balance = yield* chargeStep.creditWithinLimit(userId, amount, limits.maxBalance);
+  if (balance === null) throw refused.balanceLimit(limits.maxBalance);
+  yield* chargeStep.insertHistory({
+    userId,
+    type: "CHARGE",
+    amount,
+    balanceAfter: balance,
+    orderId: null,
+    createdAt: now,
+  });
+  const value: PointBalance = { userId, balance };
+  yield* remember(userId, idempotency, value, now);
+  return { replayed: false, value };
+}

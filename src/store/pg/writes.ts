@@ -1,0 +1,213 @@
+/**
+ * The data moves of the write scripts (domain/writes.ts) on PostgreSQL, inside one READ COMMITTED
+ * transaction: every query is built from `tx` (a statement prepared on the pool would run outside
+ * it). A guard that matched no row answers false or null; the script decides what that means.
+ * Coupons are claimed the atomic way here; coupon-strategies.ts overrides the claim moves for the
+ * other strategies.
+ */
+import { and, eq, gte, inArray, lt, sql } from "drizzle-orm";
+import type { IssueWindow } from "../../domain/coupon.ts";
+import type { OrderLine } from "../../domain/model.ts";
+import type { OrderRecord } from "../../domain/order.ts";
+import type { AsyncStorage } from "../../domain/script.ts";
+import type { IdempotentRequest, NewHistoryEntry, NewOrder, StoredRequest, WriteStorage } from "../../domain/writes.ts";
+import { must, toHeldCoupon } from "../rows.ts";
+import type { PgDb } from "./database.ts";
+import { coupons, idempotencyKeys, orderItems, orders, pointHistory, products, userCoupons, users } from "./schema.ts";
+
+export type Tx = Parameters<Parameters<PgDb["transaction"]>[0]>[0];
+
+export const lineColumns = {
+  productId: orderItems.productId,
+  quantity: orderItems.quantity,
+  unitPrice: orderItems.unitPrice,
+};
+
+export class PgWrites implements AsyncStorage<WriteStorage> {
+  constructor(protected readonly tx: Tx) {}
+
+  async userExists(userId: number): Promise<boolean> {
+    const [user] = await this.tx.select({ id: users.id }).from(users).where(eq(users.id, userId));
+    return user !== undefined;
+  }
+
+  async insertHistory(entry: NewHistoryEntry): Promise<void> {
+    await this.tx.insert(pointHistory).values(entry);
+  }
+
+  /**
+   * Inserts the key first, so that two requests racing with one new key serialise on its row: the
+   * second waits for the first to commit, then reads what it stored.
+   */
+  async storedRequest(userId: number, request: IdempotentRequest): Promise<StoredRequest | null> {
+    const { key, fingerprint, statusCode } = request;
+    const inserted = await this.tx
+      .insert(idempotencyKeys)
+      .values({ userId, key, fingerprint, statusCode, responseBody: "", createdAt: 0 })
+      .onConflictDoNothing()
+      .returning({ key: idempotencyKeys.key });
+    if (inserted.length > 0) return null;
+    const [stored] = await this.tx
+      .select({
+        fingerprint: idempotencyKeys.fingerprint,
+        statusCode: idempotencyKeys.statusCode,
+        responseBody: idempotencyKeys.responseBody,
+      })
+      .from(idempotencyKeys)
+      .where(and(eq(idempotencyKeys.userId, userId), eq(idempotencyKeys.key, key)));
+    return stored ?? null;
+  }
+
+  async storeResponse(userId: number, request: IdempotentRequest, responseBody: string, now: number): Promise<void> {
+    await this.tx
+      .update(idempotencyKeys)
+      .set({ responseBody, createdAt: now })
+      .where(and(eq(idempotencyKeys.userId, userId), eq(idempotencyKeys.key, request.key)));
+  }
+
+  async findCoupon(couponId: number): Promise<(IssueWindow & { validDays: number }) | null> {
+    const [coupon] = await this.tx.select().from(coupons).where(eq(coupons.id, couponId));
+    return coupon ?? null;
+  }
+
+  async knownRefusal(): Promise<null> {
+    return null;
+  }
+
+  /** The one-per-user guard: the unique (user_id, coupon_id) index turns a second claim into no row. */
+  async insertHolding(holding: {
+    userId: number;
+    couponId: number;
+    issuedAt: number;
+    expiresAt: number;
+  }): Promise<number | null> {
+    const [held] = await this.tx
+      .insert(userCoupons)
+      .values({ ...holding, status: "AVAILABLE" })
+      .onConflictDoNothing({ target: [userCoupons.userId, userCoupons.couponId] })
+      .returning({ id: userCoupons.id });
+    return held?.id ?? null;
+  }
+
+  /** `UPDATE … WHERE issued < total`: READ COMMITTED re-checks the WHERE on the newest row version. */
+  async takeSlot(couponId: number): Promise<boolean> {
+    const taken = await this.tx
+      .update(coupons)
+      .set({ issuedQuantity: sql`${coupons.issuedQuantity} + 1` })
+      .where(and(eq(coupons.id, couponId), lt(coupons.issuedQuantity, coupons.totalQuantity)))
+      .returning({ id: coupons.id });
+    return taken.length > 0;
+  }
+
+  /** One query for every line. */
+  async pricesOf(productIds: number[]): Promise<(number | null)[]> {
+    const rows = await this.tx
+      .select({ id: products.id, price: products.price })
+      .from(products)
+      .where(inArray(products.id, productIds));
+    const priceOf = new Map(rows.map((row) => [row.id, row.price]));
+    return productIds.map((id) => priceOf.get(id) ?? null);
+  }
+
+  async heldCoupon(userCouponId: number) {
+    const [row] = await this.tx
+      .select({ held: userCoupons, coupon: coupons })
+      .from(userCoupons)
+      .innerJoin(coupons, eq(coupons.id, userCoupons.couponId))
+      .where(eq(userCoupons.id, userCouponId));
+    return row === undefined ? null : toHeldCoupon(row);
+  }
+
+  async takeStock(productId: number, quantity: number): Promise<boolean> {
+    const taken = await this.tx
+      .update(products)
+      .set({ stock: sql`${products.stock} - ${quantity}` })
+      .where(and(eq(products.id, productId), gte(products.stock, quantity)))
+      .returning({ id: products.id });
+    return taken.length > 0;
+  }
+
+  async useCoupon(userCouponId: number, now: number): Promise<boolean> {
+    const used = await this.tx
+      .update(userCoupons)
+      .set({ status: "USED", usedAt: now })
+      .where(and(eq(userCoupons.id, userCouponId), eq(userCoupons.status, "AVAILABLE")))
+      .returning({ id: userCoupons.id });
+    return used.length > 0;
+  }
+
+  async debit(userId: number, amount: number): Promise<number | null> {
+    const [debited] = await this.tx
+      .update(users)
+      .set({ balance: sql`${users.balance} - ${amount}` })
+      .where(and(eq(users.id, userId), gte(users.balance, amount)))
+      .returning({ balance: users.balance });
+    return debited?.balance ?? null;
+  }
+
+  async insertOrder(order: NewOrder): Promise<number> {
+    const [inserted] = await this.tx
+      .insert(orders)
+      .values({ ...order, status: "PAID" })
+      .returning({ id: orders.id });
+    return must(inserted, "the new order").id;
+  }
+
+  async insertOrderLines(orderId: number, lines: OrderLine[]): Promise<void> {
+    await this.tx.insert(orderItems).values(lines.map((line) => ({ orderId, ...line })));
+  }
+
+  async findOrder(orderId: number): Promise<OrderRecord | null> {
+    const [order] = await this.tx.select().from(orders).where(eq(orders.id, orderId));
+    return order ?? null;
+  }
+
+  async markCancelled(orderId: number, now: number): Promise<boolean> {
+    const marked = await this.tx
+      .update(orders)
+      .set({ status: "CANCELLED", cancelledAt: now })
+      .where(and(eq(orders.id, orderId), eq(orders.status, "PAID")))
+      .returning({ id: orders.id });
+    return marked.length > 0;
+  }
+
+  orderLines(orderId: number): Promise<OrderLine[]> {
+    return this.tx
+      .select(lineColumns)
+      .from(orderItems)
+      .where(eq(orderItems.orderId, orderId))
+      .orderBy(orderItems.productId);
+  }
+
+  async returnStock(productId: number, quantity: number): Promise<void> {
+    await this.tx
+      .update(products)
+      .set({ stock: sql`${products.stock} + ${quantity}` })
+      .where(eq(products.id, productId));
+  }
+
+  async releaseCoupon(userCouponId: number): Promise<void> {
+    await this.tx
+      .update(userCoupons)
+      .set({ status: "AVAILABLE", usedAt: null })
+      .where(and(eq(userCoupons.id, userCouponId), eq(userCoupons.status, "USED")));
+  }
+
+  async credit(userId: number, amount: number): Promise<number> {
+    const [credited] = await this.tx
+      .update(users)
+      .set({ balance: sql`${users.balance} + ${amount}` })
+      .where(eq(users.id, userId))
+      .returning({ balance: users.balance });
+    return must(credited, "the refunded user").balance;
+  }
+
+  async creditWithinLimit(userId: number, amount: number, maxBalance: number): Promise<number | null> {
+    const [credited] = await this.tx
+      .update(users)
+      .set({ balance: sql`${users.balance} + ${amount}` })
+      .where(and(eq(users.id, userId), sql`${users.balance} + ${amount} <= ${maxBalance}`))
+      .returning({ balance: users.balance });
+    return credited?.balance ?? null;
+  }
+}

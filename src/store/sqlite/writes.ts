@@ -1,0 +1,61 @@
+/**
+ * The data moves of the write scripts (domain/writes.ts) on SQLite: one prepared statement each,
+ * synchronous, run inside the group commit's transaction. A guard that matched no row answers
+ * false or null; the script decides what that means.
+ */
+import type { Changes } from "bun:sqlite";
+import type { WriteStorage } from "../../domain/writes.ts";
+import { must, toHeldCoupon } from "../rows.ts";
+import type { Statements } from "./statements.ts";
+
+/** drizzle types a prepared bun-sqlite `run()` as void; at run time it is bun:sqlite's `Changes`. */
+export function changesOf(result: unknown): number {
+  return (result as Changes).changes;
+}
+
+export function sqliteWrites(q: Statements): WriteStorage {
+  return {
+    userExists: (userId) => q.userById.get({ id: userId }) !== undefined,
+    insertHistory: ({ createdAt, ...entry }) => q.insertHistory.run({ ...entry, now: createdAt }),
+
+    storedRequest: (userId, request) => q.idempotencyByKey.get({ userId, key: request.key }) ?? null,
+    storeResponse: (userId, request, responseBody, now) =>
+      q.insertIdempotency.run({
+        userId,
+        key: request.key,
+        fingerprint: request.fingerprint,
+        statusCode: request.statusCode,
+        responseBody,
+        now,
+      }),
+
+    findCoupon: (couponId) => q.couponById.get({ id: couponId }) ?? null,
+    knownRefusal: () => null,
+    insertHolding: ({ userId, couponId, issuedAt, expiresAt }) =>
+      q.insertUserCoupon.get({ userId, couponId, now: issuedAt, expiresAt })?.id ?? null,
+    takeSlot: (couponId) => changesOf(q.takeSlot.run({ id: couponId })) > 0,
+
+    pricesOf: (productIds) => productIds.map((id) => q.productPrice.get({ id })?.price ?? null),
+    heldCoupon: (userCouponId) => {
+      const row = q.heldCoupon.get({ id: userCouponId });
+      return row === undefined ? null : toHeldCoupon(row);
+    },
+    takeStock: (productId, quantity) => changesOf(q.takeStock.run({ id: productId, quantity })) > 0,
+    useCoupon: (userCouponId, now) => changesOf(q.useCoupon.run({ id: userCouponId, now })) > 0,
+    debit: (userId, amount) => q.debitIfCovered.get({ id: userId, amount })?.balance ?? null,
+    insertOrder: ({ createdAt, ...order }) => must(q.insertOrder.get({ ...order, now: createdAt }), "the new order").id,
+    insertOrderLines: (orderId, lines) => {
+      for (const line of lines) q.insertOrderItem.run({ orderId, ...line });
+    },
+
+    findOrder: (orderId) => q.orderById.get({ id: orderId }) ?? null,
+    markCancelled: (orderId, now) => changesOf(q.markCancelled.run({ id: orderId, now })) > 0,
+    orderLines: (orderId) => q.orderLines.all({ orderId }),
+    returnStock: (productId, quantity) => q.returnStock.run({ id: productId, quantity }),
+    releaseCoupon: (userCouponId) => q.releaseCoupon.run({ id: userCouponId }),
+    credit: (userId, amount) => must(q.credit.get({ id: userId, amount }), "the refunded user").balance,
+
+    creditWithinLimit: (userId, amount, maxBalance) =>
+      q.creditWithinLimit.get({ id: userId, amount, maxBalance })?.balance ?? null,
+  };
+}
