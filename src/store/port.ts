@@ -36,19 +36,15 @@ export interface Store {
   chargePoints(command: ChargePoints): Promise<Idempotent<PointBalance>>;
   listPointHistory(userId: number, page: PageRequest): Promise<Page<PointHistoryEntry>>;
 
-  createProduct(input: { name: string; price: number; stock: number }, now: number): Promise<Product>;
+  createProduct(input: NewProduct, now: number): Promise<Product>;
   getProduct(productId: number): Promise<Product>;
   listProducts(page: PageRequest): Promise<Page<Product>>;
-  popularProducts(query: { since: number; limit: number }): Promise<PopularProduct[]>;
+  popularProducts(query: PopularQuery): Promise<PopularProduct[]>;
 
   createCoupon(input: NewCoupon, now: number): Promise<Coupon>;
   getCoupon(couponId: number): Promise<Coupon>;
   claimCoupon(command: ClaimCoupon): Promise<ClaimedCoupon>;
-  listUserCoupons(query: {
-    userId: number;
-    status: UserCouponStatus | null;
-    now: number;
-  }): Promise<UserCouponWithCoupon[]>;
+  listUserCoupons(query: UserCouponsQuery): Promise<UserCouponWithCoupon[]>;
 
   placeOrder(command: PlaceOrder): Promise<Idempotent<Order>>;
   getOrder(orderId: number): Promise<Order>;
@@ -60,4 +56,23 @@ export interface Store {
   /** Throws when the database cannot answer. */
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface NewProduct {
+  name: string;
+  price: number;
+  stock: number;
+}
+
+export interface PopularQuery {
+  /** Orders placed at or after this instant (epoch ms) count. */
+  since: number;
+  limit: number;
+}
+
+export interface UserCouponsQuery {
+  userId: number;
+  /** Only coupons of this status; null: all. */
+  status: UserCouponStatus | null;
+  now: number;
 }

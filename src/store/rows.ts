@@ -4,7 +4,15 @@
  */
 import type { HeldCoupon } from "../domain/coupon.ts";
 import { userCouponStatus } from "../domain/coupon.ts";
-import type { ClaimedCoupon, Coupon, CouponTerms } from "../domain/model.ts";
+import type {
+  ClaimedCoupon,
+  Coupon,
+  CouponTerms,
+  PointHistoryEntry,
+  PointHistoryType,
+  UserCouponStatus,
+  UserCouponWithCoupon,
+} from "../domain/model.ts";
 import { isoOf, isoOrNull } from "../domain/time.ts";
 
 export interface CouponRow extends CouponTerms {
@@ -55,6 +63,40 @@ export function toClaimedCoupon(row: UserCouponRow, now: number): ClaimedCoupon 
     issuedAt: isoOf(row.issuedAt),
     expiresAt: isoOf(row.expiresAt),
     usedAt: isoOrNull(row.usedAt),
+  };
+}
+
+/** A user's coupons with their drops, oldest first, keeping those of the asked status (null: all). */
+export function toUserCoupons(
+  rows: { held: UserCouponRow; coupon: CouponRow }[],
+  status: UserCouponStatus | null,
+  now: number,
+): UserCouponWithCoupon[] {
+  const items: UserCouponWithCoupon[] = [];
+  for (const row of rows) {
+    const claimed = toClaimedCoupon(row.held, now);
+    if (status === null || claimed.status === status) items.push({ ...claimed, coupon: toCoupon(row.coupon) });
+  }
+  return items;
+}
+
+export interface HistoryRow {
+  id: number;
+  type: PointHistoryType;
+  amount: number;
+  balanceAfter: number;
+  orderId: number | null;
+  createdAt: number;
+}
+
+export function toHistoryEntry(row: HistoryRow): PointHistoryEntry {
+  return {
+    id: row.id,
+    type: row.type,
+    amount: row.amount,
+    balanceAfter: row.balanceAfter,
+    orderId: row.orderId,
+    createdAt: isoOf(row.createdAt),
   };
 }
 

@@ -1,45 +1,19 @@
 import type { RedisClient } from "bun";
 import { and, asc, desc, eq, gt, gte, lt, sql } from "drizzle-orm";
 import { notFound } from "../../domain/errors.ts";
-import type {
-  ClaimedCoupon,
-  Coupon,
-  NewCoupon,
-  Order,
-  OrderLine,
-  Page,
-  PageRequest,
-  PointBalance,
-  PointHistoryEntry,
-  PopularProduct,
-  Product,
-  User,
-  UserCouponStatus,
-  UserCouponWithCoupon,
-} from "../../domain/model.ts";
+import type * as model from "../../domain/model.ts";
 import { orderOf } from "../../domain/order.ts";
 import { toPage } from "../../domain/pagination.ts";
 import { type AsyncStorage, advance, runAsync, type Script } from "../../domain/script.ts";
-import { isoOf } from "../../domain/time.ts";
-import {
-  type CancelOrder,
-  type ChargePoints,
-  type ClaimCoupon,
-  cancelOrder,
-  chargePoints,
-  claimCoupon,
-  type Idempotent,
-  type PlaceOrder,
-  placeOrder,
-  type WriteStorage,
-} from "../../domain/writes.ts";
+import { type ClaimCoupon, claimCoupon, type WriteStorage } from "../../domain/writes.ts";
 import { assertMigrated } from "../migrations.ts";
-import type { Store } from "../port.ts";
-import { must, toClaimedCoupon, toCoupon } from "../rows.ts";
+import type { NewProduct, PopularQuery, Store, UserCouponsQuery } from "../port.ts";
+import { must, toCoupon, toHistoryEntry, toUserCoupons } from "../rows.ts";
+import { ScriptedWrites } from "../scripted-writes.ts";
 import { type CouponStrategy, RedisCouponGate, writesOf } from "./coupon-strategies.ts";
 import type { PgDb } from "./database.ts";
 import { coupons, idempotencyKeys, orderItems, orders, pointHistory, products, userCoupons, users } from "./schema.ts";
-import { lineColumns, type PgWrites, type Tx } from "./writes.ts";
+import { lineColumns } from "./writes.ts";
 
 const MAX_ATTEMPTS = 5;
 
@@ -58,14 +32,13 @@ const productColumns = { id: products.id, name: products.name, price: products.p
 /**
  * The PostgreSQL adapter: the same write scripts as the SQLite adapter (domain/writes.ts), run in
  * async READ COMMITTED transactions whose moves are answered by PgWrites (or a coupon strategy's
- * variant of it). Product rows are updated in ascending id order so two orders never deadlock;
+ * variant of it). model.Product rows are updated in ascending id order so two orders never deadlock;
  * serialization failures and deadlocks are retried, bounded.
  */
-export class PgStore implements Store {
+export class PgStore extends ScriptedWrites implements Store {
   private readonly gate: RedisCouponGate | null;
-  private readonly Writes: new (
-    tx: Tx,
-  ) => PgWrites;
+  /** The data moves of the configured coupon strategy, one instance per transaction. */
+  private readonly Writes: (typeof writesOf)[CouponStrategy];
 
   constructor(
     private readonly db: PgDb,
@@ -73,6 +46,7 @@ export class PgStore implements Store {
       couponStrategy: "atomic",
     },
   ) {
+    super();
     this.Writes = writesOf[options.couponStrategy];
     if (options.couponStrategy === "redis") {
       if (options.redis === undefined) throw new Error("the redis coupon strategy needs a Redis client");
@@ -92,7 +66,7 @@ export class PgStore implements Store {
    * from the start, bounded. `early` answers the first moves it can before the transaction opens
    * (the redis strategy's reservation), so a refused claim never reaches PostgreSQL.
    */
-  private async write<R>(
+  protected async run<R>(
     script: () => Script<WriteStorage, R>,
     early: Partial<AsyncStorage<WriteStorage>> = {},
   ): Promise<R> {
@@ -109,48 +83,33 @@ export class PgStore implements Store {
     }
   }
 
-  private async requireUser(q: PgDb, userId: number): Promise<User> {
-    const [user] = await q.select(userColumns).from(users).where(eq(users.id, userId));
+  private async requireUser(userId: number): Promise<model.User> {
+    const [user] = await this.db.select(userColumns).from(users).where(eq(users.id, userId));
     if (user === undefined) throw notFound.user(userId);
     return user;
   }
 
-  async createUser(name: string, now: number): Promise<User> {
+  async createUser(name: string, now: number): Promise<model.User> {
     const [user] = await this.db.insert(users).values({ name, balance: 0, createdAt: now }).returning(userColumns);
     return must(user, "the new user");
   }
 
-  getUser(userId: number): Promise<User> {
-    return this.requireUser(this.db, userId);
+  getUser(userId: number): Promise<model.User> {
+    return this.requireUser(userId);
   }
 
-  chargePoints(command: ChargePoints): Promise<Idempotent<PointBalance>> {
-    return this.write(() => chargePoints(command));
-  }
-
-  async listPointHistory(userId: number, page: PageRequest): Promise<Page<PointHistoryEntry>> {
-    await this.requireUser(this.db, userId);
+  async listPointHistory(userId: number, page: model.PageRequest): Promise<model.Page<model.PointHistoryEntry>> {
+    await this.requireUser(userId);
     const rows = await this.db
       .select()
       .from(pointHistory)
       .where(and(eq(pointHistory.userId, userId), page.after === null ? undefined : lt(pointHistory.id, page.after)))
       .orderBy(desc(pointHistory.id))
       .limit(page.limit + 1);
-    return toPage(
-      rows.map((row) => ({
-        id: row.id,
-        type: row.type,
-        amount: row.amount,
-        balanceAfter: row.balanceAfter,
-        orderId: row.orderId,
-        createdAt: isoOf(row.createdAt),
-      })),
-      page.limit,
-      (entry) => entry.id,
-    );
+    return toPage(rows.map(toHistoryEntry), page.limit, (entry) => entry.id);
   }
 
-  async createProduct(input: { name: string; price: number; stock: number }, now: number): Promise<Product> {
+  async createProduct(input: NewProduct, now: number): Promise<model.Product> {
     const [product] = await this.db
       .insert(products)
       .values({ ...input, createdAt: now })
@@ -158,13 +117,13 @@ export class PgStore implements Store {
     return must(product, "the new product");
   }
 
-  async getProduct(productId: number): Promise<Product> {
+  async getProduct(productId: number): Promise<model.Product> {
     const [product] = await this.db.select(productColumns).from(products).where(eq(products.id, productId));
     if (product === undefined) throw notFound.product(productId);
     return product;
   }
 
-  async listProducts(page: PageRequest): Promise<Page<Product>> {
+  async listProducts(page: model.PageRequest): Promise<model.Page<model.Product>> {
     const rows = await this.db
       .select(productColumns)
       .from(products)
@@ -174,7 +133,7 @@ export class PgStore implements Store {
     return toPage(rows, page.limit, (product) => product.id);
   }
 
-  popularProducts(query: { since: number; limit: number }): Promise<PopularProduct[]> {
+  popularProducts(query: PopularQuery): Promise<model.PopularProduct[]> {
     const sold = sql<number>`sum(${orderItems.quantity})`.mapWith(Number);
     return this.db
       .select({ productId: products.id, name: products.name, price: products.price, soldQuantity: sold })
@@ -187,7 +146,7 @@ export class PgStore implements Store {
       .limit(query.limit);
   }
 
-  async createCoupon(input: NewCoupon, now: number): Promise<Coupon> {
+  async createCoupon(input: model.NewCoupon, now: number): Promise<model.Coupon> {
     const [row] = await this.db
       .insert(coupons)
       .values({ ...input, issuedQuantity: 0, createdAt: now })
@@ -197,65 +156,51 @@ export class PgStore implements Store {
     return toCoupon(coupon);
   }
 
-  async getCoupon(couponId: number): Promise<Coupon> {
+  async getCoupon(couponId: number): Promise<model.Coupon> {
     const [row] = await this.db.select().from(coupons).where(eq(coupons.id, couponId));
     if (row === undefined) throw notFound.coupon(couponId);
     return toCoupon(row);
   }
 
   /** First come, first served, by the configured strategy (see coupon-strategies.ts). */
-  async claimCoupon(command: ClaimCoupon): Promise<ClaimedCoupon> {
-    if (this.gate === null) return this.write(() => claimCoupon(command));
+  override async claimCoupon(command: ClaimCoupon): Promise<model.ClaimedCoupon> {
+    if (this.gate === null) return super.claimCoupon(command);
     const claim = this.gate.claim(command);
     try {
-      return await this.write(() => claimCoupon(command), claim.moves);
+      return await this.run(() => claimCoupon(command), claim.moves);
     } catch (error) {
       await claim.undo(error);
       throw error;
     }
   }
 
-  async listUserCoupons(query: {
-    userId: number;
-    status: UserCouponStatus | null;
-    now: number;
-  }): Promise<UserCouponWithCoupon[]> {
-    await this.requireUser(this.db, query.userId);
+  async listUserCoupons(query: UserCouponsQuery): Promise<model.UserCouponWithCoupon[]> {
+    await this.requireUser(query.userId);
     const rows = await this.db
       .select({ held: userCoupons, coupon: coupons })
       .from(userCoupons)
       .innerJoin(coupons, eq(coupons.id, userCoupons.couponId))
       .where(eq(userCoupons.userId, query.userId))
       .orderBy(asc(userCoupons.id));
-    const items: UserCouponWithCoupon[] = [];
-    for (const row of rows) {
-      const issued = toClaimedCoupon(row.held, query.now);
-      if (query.status === null || issued.status === query.status)
-        items.push({ ...issued, coupon: toCoupon(row.coupon) });
-    }
-    return items;
+    return toUserCoupons(rows, query.status, query.now);
   }
 
-  placeOrder(command: PlaceOrder): Promise<Idempotent<Order>> {
-    return this.write(() => placeOrder(command));
-  }
-
-  private linesOf(q: PgDb, orderId: number): Promise<OrderLine[]> {
-    return q
+  private linesOf(orderId: number): Promise<model.OrderLine[]> {
+    return this.db
       .select(lineColumns)
       .from(orderItems)
       .where(eq(orderItems.orderId, orderId))
       .orderBy(asc(orderItems.productId));
   }
 
-  async getOrder(orderId: number): Promise<Order> {
+  async getOrder(orderId: number): Promise<model.Order> {
     const [row] = await this.db.select().from(orders).where(eq(orders.id, orderId));
     if (row === undefined) throw notFound.order(orderId);
-    return orderOf(row, await this.linesOf(this.db, orderId));
+    return orderOf(row, await this.linesOf(orderId));
   }
 
-  async listUserOrders(userId: number, page: PageRequest): Promise<Page<Order>> {
-    await this.requireUser(this.db, userId);
+  async listUserOrders(userId: number, page: model.PageRequest): Promise<model.Page<model.Order>> {
+    await this.requireUser(userId);
     const rows = await this.db
       .select()
       .from(orders)
@@ -264,13 +209,9 @@ export class PgStore implements Store {
       .limit(page.limit + 1);
     const result = toPage(rows, page.limit, (row) => row.id);
     return {
-      items: await Promise.all(result.items.map(async (row) => orderOf(row, await this.linesOf(this.db, row.id)))),
+      items: await Promise.all(result.items.map(async (row) => orderOf(row, await this.linesOf(row.id)))),
       nextCursor: result.nextCursor,
     };
-  }
-
-  cancelOrder(command: CancelOrder): Promise<Order> {
-    return this.write(() => cancelOrder(command));
   }
 
   async purgeIdempotencyKeys(before: number): Promise<number> {

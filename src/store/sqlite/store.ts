@@ -1,38 +1,13 @@
 import { notFound } from "../../domain/errors.ts";
-import type {
-  ClaimedCoupon,
-  Coupon,
-  NewCoupon,
-  Order,
-  Page,
-  PageRequest,
-  PointBalance,
-  PointHistoryEntry,
-  PopularProduct,
-  Product,
-  User,
-  UserCouponStatus,
-  UserCouponWithCoupon,
-} from "../../domain/model.ts";
+import type * as model from "../../domain/model.ts";
 import { orderOf } from "../../domain/order.ts";
 import { toPage } from "../../domain/pagination.ts";
 import { runSync, type Script } from "../../domain/script.ts";
-import { isoOf } from "../../domain/time.ts";
-import {
-  type CancelOrder,
-  type ChargePoints,
-  type ClaimCoupon,
-  cancelOrder,
-  chargePoints,
-  claimCoupon,
-  type Idempotent,
-  type PlaceOrder,
-  placeOrder,
-  type WriteStorage,
-} from "../../domain/writes.ts";
+import type { WriteStorage } from "../../domain/writes.ts";
 import { assertMigrated } from "../migrations.ts";
-import type { Store } from "../port.ts";
-import { must, toClaimedCoupon, toCoupon } from "../rows.ts";
+import type { NewProduct, PopularQuery, Store, UserCouponsQuery } from "../port.ts";
+import { must, toCoupon, toHistoryEntry, toUserCoupons } from "../rows.ts";
+import { ScriptedWrites } from "../scripted-writes.ts";
 import type { SqliteDb } from "./database.ts";
 import { GroupCommit } from "./group-commit.ts";
 import { prepareStatements, type Statements } from "./statements.ts";
@@ -48,12 +23,13 @@ const NO_UPPER_BOUND = Number.MAX_SAFE_INTEGER;
  * lock is taken up front so writers in other processes queue on busy_timeout instead of failing with
  * SQLITE_BUSY.
  */
-export class SqliteStore implements Store {
+export class SqliteStore extends ScriptedWrites implements Store {
   private readonly q: Statements;
   private readonly writes: WriteStorage;
   private readonly commits: GroupCommit;
 
   constructor(private readonly db: SqliteDb) {
+    super();
     this.q = prepareStatements(db);
     this.writes = sqliteWrites(this.q);
     this.commits = new GroupCommit(db.$client);
@@ -68,103 +44,71 @@ export class SqliteStore implements Store {
   }
 
   /** A domain write script, run to its end inside one unit of the group commit. */
-  private run<R>(script: () => Script<WriteStorage, R>): Promise<R> {
+  protected run<R>(script: () => Script<WriteStorage, R>): Promise<R> {
     return this.commits.run(() => runSync(script(), this.writes));
   }
 
-  private requireUser(userId: number): User {
+  private requireUser(userId: number): model.User {
     const user = this.q.userById.get({ id: userId });
     if (user === undefined) throw notFound.user(userId);
     return user;
   }
 
-  async createUser(name: string, now: number): Promise<User> {
+  async createUser(name: string, now: number): Promise<model.User> {
     return this.write(() => must(this.q.insertUser.get({ name, now }), "the new user"));
   }
 
-  async getUser(userId: number): Promise<User> {
+  async getUser(userId: number): Promise<model.User> {
     return this.requireUser(userId);
   }
 
-  chargePoints(command: ChargePoints): Promise<Idempotent<PointBalance>> {
-    return this.run(() => chargePoints(command));
-  }
-
-  async listPointHistory(userId: number, page: PageRequest): Promise<Page<PointHistoryEntry>> {
+  async listPointHistory(userId: number, page: model.PageRequest): Promise<model.Page<model.PointHistoryEntry>> {
     this.requireUser(userId);
     const rows = this.q.historyPage.all({ userId, before: page.after ?? NO_UPPER_BOUND, limit: page.limit + 1 });
-    const entries = rows.map(
-      (row): PointHistoryEntry => ({
-        id: row.id,
-        type: row.type,
-        amount: row.amount,
-        balanceAfter: row.balanceAfter,
-        orderId: row.orderId,
-        createdAt: isoOf(row.createdAt),
-      }),
-    );
-    return toPage(entries, page.limit, (entry) => entry.id);
+    return toPage(rows.map(toHistoryEntry), page.limit, (entry) => entry.id);
   }
 
-  async createProduct(input: { name: string; price: number; stock: number }, now: number): Promise<Product> {
+  async createProduct(input: NewProduct, now: number): Promise<model.Product> {
     return this.write(() => must(this.q.insertProduct.get({ ...input, now }), "the new product"));
   }
 
-  async getProduct(productId: number): Promise<Product> {
+  async getProduct(productId: number): Promise<model.Product> {
     const product = this.q.productById.get({ id: productId });
     if (product === undefined) throw notFound.product(productId);
     return product;
   }
 
-  async listProducts(page: PageRequest): Promise<Page<Product>> {
+  async listProducts(page: model.PageRequest): Promise<model.Page<model.Product>> {
     const rows = this.q.productsPage.all({ after: page.after ?? 0, limit: page.limit + 1 });
     return toPage(rows, page.limit, (product) => product.id);
   }
 
-  async popularProducts(query: { since: number; limit: number }): Promise<PopularProduct[]> {
-    return this.q.popular.all(query);
+  async popularProducts(query: PopularQuery): Promise<model.PopularProduct[]> {
+    return this.q.popular.all({ ...query });
   }
 
-  async createCoupon(input: NewCoupon, now: number): Promise<Coupon> {
+  async createCoupon(input: model.NewCoupon, now: number): Promise<model.Coupon> {
     return this.write(() => toCoupon(must(this.q.insertCoupon.get({ ...input, now }), "the new coupon")));
   }
 
-  async getCoupon(couponId: number): Promise<Coupon> {
+  async getCoupon(couponId: number): Promise<model.Coupon> {
     const row = this.q.couponById.get({ id: couponId });
     if (row === undefined) throw notFound.coupon(couponId);
     return toCoupon(row);
   }
 
-  claimCoupon(command: ClaimCoupon): Promise<ClaimedCoupon> {
-    return this.run(() => claimCoupon(command));
-  }
-
-  async listUserCoupons(query: {
-    userId: number;
-    status: UserCouponStatus | null;
-    now: number;
-  }): Promise<UserCouponWithCoupon[]> {
+  async listUserCoupons(query: UserCouponsQuery): Promise<model.UserCouponWithCoupon[]> {
     this.requireUser(query.userId);
-    const items: UserCouponWithCoupon[] = [];
-    for (const row of this.q.userCouponsOf.all({ userId: query.userId })) {
-      const issued = toClaimedCoupon(row.held, query.now);
-      if (query.status === null || issued.status === query.status)
-        items.push({ ...issued, coupon: toCoupon(row.coupon) });
-    }
-    return items;
+    return toUserCoupons(this.q.userCouponsOf.all({ userId: query.userId }), query.status, query.now);
   }
 
-  placeOrder(command: PlaceOrder): Promise<Idempotent<Order>> {
-    return this.run(() => placeOrder(command));
-  }
-
-  async getOrder(orderId: number): Promise<Order> {
+  async getOrder(orderId: number): Promise<model.Order> {
     const row = this.q.orderById.get({ id: orderId });
     if (row === undefined) throw notFound.order(orderId);
     return orderOf(row, this.q.orderLines.all({ orderId }));
   }
 
-  async listUserOrders(userId: number, page: PageRequest): Promise<Page<Order>> {
+  async listUserOrders(userId: number, page: model.PageRequest): Promise<model.Page<model.Order>> {
     this.requireUser(userId);
     const rows = this.q.ordersPage.all({ userId, before: page.after ?? NO_UPPER_BOUND, limit: page.limit + 1 });
     const result = toPage(rows, page.limit, (row) => row.id);
@@ -172,10 +116,6 @@ export class SqliteStore implements Store {
       items: result.items.map((row) => orderOf(row, this.q.orderLines.all({ orderId: row.id }))),
       nextCursor: result.nextCursor,
     };
-  }
-
-  cancelOrder(command: CancelOrder): Promise<Order> {
-    return this.run(() => cancelOrder(command));
   }
 
   async purgeIdempotencyKeys(before: number): Promise<number> {

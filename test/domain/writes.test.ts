@@ -1,0 +1,306 @@
+/**
+ * The write scripts against a scripted storage: which moves each write asks for, in which order,
+ * and which refusal each "no row" / "no change" answer becomes. Both stores run these scripts, so
+ * this order is the order of checks on every backend.
+ */
+import { describe, expect, test } from "bun:test";
+import { DomainError, type ErrorCode } from "../../src/domain/errors.ts";
+import { limits } from "../../src/domain/limits.ts";
+import { advance, runAsync, runSync } from "../../src/domain/script.ts";
+import {
+  cancelOrder,
+  chargePoints,
+  claimCoupon,
+  type IdempotentRequest,
+  placeOrder,
+  type WriteStorage,
+} from "../../src/domain/writes.ts";
+
+const NOW = Date.parse("2026-11-25T12:00:00Z");
+const DAY = 24 * 60 * 60 * 1000;
+
+/** A storage whose every answer is the happy one unless overridden; it records each move asked. */
+function storage(overrides: Partial<WriteStorage> = {}) {
+  const asked: string[] = [];
+  const happy: WriteStorage = {
+    userExists: () => true,
+    insertHistory: () => {},
+    storedRequest: () => null,
+    storeResponse: () => {},
+    findCoupon: () => ({ issueStartsAt: null, issueEndsAt: null, validDays: 30 }),
+    knownRefusal: () => null,
+    insertHolding: () => 7,
+    takeSlot: () => true,
+    pricesOf: (ids) => ids.map(() => 1000),
+    heldCoupon: () => ({
+      ownerId: 1,
+      status: "AVAILABLE",
+      expiresAt: NOW + DAY,
+      terms: { discountType: "FIXED", discountValue: 500, maxDiscount: null, minOrderAmount: 0 },
+    }),
+    takeStock: () => true,
+    useCoupon: () => true,
+    debit: () => 100,
+    insertOrder: () => 42,
+    insertOrderLines: () => {},
+    findOrder: () => ({
+      id: 42,
+      userId: 1,
+      status: "PAID",
+      totalAmount: 2000,
+      discountAmount: 500,
+      paidAmount: 1500,
+      userCouponId: 7,
+      createdAt: NOW,
+      cancelledAt: null,
+    }),
+    markCancelled: () => true,
+    orderLines: () => [{ productId: 3, quantity: 2, unitPrice: 1000 }],
+    returnStock: () => {},
+    releaseCoupon: () => {},
+    credit: () => 1600,
+    creditWithinLimit: () => 5000,
+  };
+  const recorded = Object.fromEntries(
+    Object.entries({ ...happy, ...overrides }).map(([op, answer]) => [
+      op,
+      (...args: unknown[]) => {
+        asked.push(op);
+        return (answer as (...a: unknown[]) => unknown)(...args);
+      },
+    ]),
+  ) as unknown as WriteStorage;
+  return { storage: recorded, asked };
+}
+
+function refusal(run: () => unknown): { code: ErrorCode; message: string } {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof DomainError) return { code: error.code, message: error.message };
+    throw error;
+  }
+  throw new Error("expected a refusal");
+}
+
+const claim = { userId: 1, couponId: 9, now: NOW };
+const order = { userId: 1, items: [{ productId: 3, quantity: 2 }], userCouponId: 7, now: NOW, idempotency: null };
+const key: IdempotentRequest = { key: "k1", fingerprint: "f1", statusCode: 201 };
+
+describe("claimCoupon", () => {
+  test("asks coupon → user → known refusal → holding → slot, and returns the claimed coupon", () => {
+    const { storage: s, asked } = storage();
+    expect(runSync(claimCoupon(claim), s)).toEqual({
+      id: 7,
+      userId: 1,
+      couponId: 9,
+      status: "AVAILABLE",
+      issuedAt: new Date(NOW).toISOString(),
+      expiresAt: new Date(NOW + 30 * DAY).toISOString(),
+      usedAt: null,
+    });
+    expect(asked).toEqual(["findCoupon", "userExists", "knownRefusal", "insertHolding", "takeSlot"]);
+  });
+
+  test.each([
+    [
+      "a missing coupon (even for a missing user)",
+      { findCoupon: () => null, userExists: () => false },
+      "COUPON_NOT_FOUND",
+      1,
+    ],
+    ["a missing user", { userExists: () => false }, "USER_NOT_FOUND", 2],
+    [
+      "before the window",
+      { findCoupon: () => ({ issueStartsAt: NOW + 1, issueEndsAt: null, validDays: 1 }) },
+      "COUPON_NOT_ACTIVE",
+      2,
+    ],
+    [
+      "at the window's end (exclusive)",
+      { findCoupon: () => ({ issueStartsAt: null, issueEndsAt: NOW, validDays: 1 }) },
+      "COUPON_NOT_ACTIVE",
+      2,
+    ],
+    ["a holder known early", { knownRefusal: () => "ALREADY_CLAIMED" }, "COUPON_ALREADY_ISSUED", 3],
+    ["sold out known early", { knownRefusal: () => "SOLD_OUT" }, "COUPON_SOLD_OUT", 3],
+    [
+      "a holder (even of a sold-out drop)",
+      { insertHolding: () => null, takeSlot: () => false },
+      "COUPON_ALREADY_ISSUED",
+      4,
+    ],
+    ["none left", { takeSlot: () => false }, "COUPON_SOLD_OUT", 5],
+  ] as [string, Partial<WriteStorage>, ErrorCode, number][])(
+    "%s is refused, and nothing after that check is asked",
+    (_, overrides, code, movesAsked) => {
+      const { storage: s, asked } = storage(overrides);
+      expect(refusal(() => runSync(claimCoupon(claim), s)).code).toBe(code);
+      expect(asked.length).toBe(movesAsked);
+    },
+  );
+});
+
+describe("placeOrder", () => {
+  test("asks in the documented order and writes the rows last", () => {
+    const { storage: s, asked } = storage();
+    const placed = runSync(placeOrder({ ...order, idempotency: key }), s);
+    expect(placed).toMatchObject({
+      replayed: false,
+      value: { id: 42, totalAmount: 2000, discountAmount: 500, paidAmount: 1500 },
+    });
+    expect(asked).toEqual([
+      "userExists",
+      "storedRequest",
+      "pricesOf",
+      "heldCoupon",
+      "takeStock",
+      "useCoupon",
+      "debit",
+      "insertOrder",
+      "insertOrderLines",
+      "insertHistory",
+      "storeResponse",
+    ]);
+  });
+
+  test("the user is checked before the Idempotency-Key is looked up", () => {
+    const { storage: s, asked } = storage({ userExists: () => false });
+    expect(refusal(() => runSync(placeOrder({ ...order, idempotency: key }), s)).code).toBe("USER_NOT_FOUND");
+    expect(asked).toEqual(["userExists"]);
+  });
+
+  test("a stored request is replayed as stored, or refused when the body differs", () => {
+    const stored = { fingerprint: "f1", statusCode: 201, responseBody: '{"id":1}' };
+    const { storage: s, asked } = storage({ storedRequest: () => stored });
+    expect(runSync(placeOrder({ ...order, idempotency: key }), s)).toEqual({
+      replayed: true,
+      statusCode: 201,
+      body: '{"id":1}',
+    });
+    expect(asked).toEqual(["userExists", "storedRequest"]);
+    const other = storage({ storedRequest: () => ({ ...stored, fingerprint: "f2" }) });
+    expect(refusal(() => runSync(placeOrder({ ...order, idempotency: key }), other.storage)).code).toBe(
+      "IDEMPOTENCY_KEY_REUSED",
+    );
+  });
+
+  test("lines are priced and taken in ascending product id; the first missing or short one is named", () => {
+    const lines = [
+      { productId: 8, quantity: 1 },
+      { productId: 2, quantity: 5 },
+      { productId: 5, quantity: 1 },
+    ];
+    const priced: number[][] = [];
+    const { storage: s } = storage({
+      pricesOf: (ids) => {
+        priced.push(ids);
+        return ids.map((id) => (id === 2 ? null : 1000));
+      },
+    });
+    expect(refusal(() => runSync(placeOrder({ ...order, items: lines, userCouponId: null }), s))).toEqual({
+      code: "PRODUCT_NOT_FOUND",
+      message: "Product 2 does not exist.",
+    });
+    expect(priced).toEqual([[2, 5, 8]]);
+
+    const taken: number[] = [];
+    const short = storage({ takeStock: (id) => (taken.push(id), id !== 5) });
+    expect(refusal(() => runSync(placeOrder({ ...order, items: lines, userCouponId: null }), short.storage))).toEqual({
+      code: "INSUFFICIENT_STOCK",
+      message: "Product 5 has fewer than 1 in stock.",
+    });
+    expect(taken).toEqual([2, 5]);
+  });
+
+  test.each([
+    ["another user's coupon", { heldCoupon: () => null }, "COUPON_NOT_USABLE"],
+    ["a coupon used meanwhile", { useCoupon: () => false }, "COUPON_NOT_USABLE"],
+    ["a balance that does not cover it", { debit: () => null }, "INSUFFICIENT_POINTS"],
+  ] as [string, Partial<WriteStorage>, ErrorCode][])("%s is refused", (_, overrides, code) => {
+    expect(refusal(() => runSync(placeOrder(order), storage(overrides).storage)).code).toBe(code);
+  });
+
+  test("an order paid entirely by its coupon debits nothing and writes no history", () => {
+    const { storage: s, asked } = storage({ pricesOf: (ids) => ids.map(() => 100) });
+    expect(runSync(placeOrder(order), s)).toMatchObject({
+      value: { totalAmount: 200, discountAmount: 200, paidAmount: 0 },
+    });
+    expect(asked).not.toContain("debit");
+    expect(asked).not.toContain("insertHistory");
+  });
+});
+
+describe("cancelOrder", () => {
+  test("order → PAID → marked → stock, coupon and points back", () => {
+    const { storage: s, asked } = storage();
+    expect(runSync(cancelOrder({ orderId: 42, now: NOW + 1 }), s)).toMatchObject({
+      status: "CANCELLED",
+      cancelledAt: new Date(NOW + 1).toISOString(),
+      items: [{ productId: 3, quantity: 2, unitPrice: 1000 }],
+    });
+    expect(asked).toEqual([
+      "findOrder",
+      "markCancelled",
+      "orderLines",
+      "returnStock",
+      "releaseCoupon",
+      "credit",
+      "insertHistory",
+    ]);
+  });
+
+  test.each([
+    ["a missing order", { findOrder: () => null }, "ORDER_NOT_FOUND"],
+    ["a cancelled order", { markCancelled: () => false }, "ORDER_NOT_CANCELLABLE"],
+  ] as [string, Partial<WriteStorage>, ErrorCode][])("%s is refused", (_, overrides, code) => {
+    expect(refusal(() => runSync(cancelOrder({ orderId: 42, now: NOW }), storage(overrides).storage)).code).toBe(code);
+  });
+});
+
+describe("chargePoints", () => {
+  test("user → Idempotency-Key → credit within the cap → history → stored response", () => {
+    let cap = 0;
+    const { storage: s, asked } = storage({ creditWithinLimit: (_u, _a, max) => ((cap = max), 5000) });
+    expect(runSync(chargePoints({ userId: 1, amount: 10, now: NOW, idempotency: key }), s)).toEqual({
+      replayed: false,
+      value: { userId: 1, balance: 5000 },
+    });
+    expect(cap).toBe(limits.maxBalance);
+    expect(asked).toEqual(["userExists", "storedRequest", "creditWithinLimit", "insertHistory", "storeResponse"]);
+  });
+
+  test("a charge past the cap is refused", () => {
+    const { storage: s } = storage({ creditWithinLimit: () => null });
+    expect(refusal(() => runSync(chargePoints({ userId: 1, amount: 10, now: NOW, idempotency: null }), s)).code).toBe(
+      "BALANCE_LIMIT_EXCEEDED",
+    );
+  });
+});
+
+describe("running a script asynchronously", () => {
+  const async = (s: WriteStorage) =>
+    Object.fromEntries(
+      Object.entries(s).map(([op, f]) => [op, async (...a: unknown[]) => (f as (...x: unknown[]) => unknown)(...a)]),
+    );
+
+  test("runAsync gives the same answer as runSync", async () => {
+    const { storage: s, asked } = storage();
+    expect(await runAsync(placeOrder(order), async(s) as never)).toEqual(runSync(placeOrder(order), storage().storage));
+    expect(asked.length).toBe(9);
+  });
+
+  test("advance answers the moves it can and stops at the first one it cannot", async () => {
+    const script = claimCoupon(claim);
+    const early = {
+      findCoupon: async () => ({ issueStartsAt: null, issueEndsAt: null, validDays: 1 }),
+      userExists: async () => true,
+    };
+    const next = await advance(script, script.next(), early);
+    expect(next.done).toBe(false);
+    expect(next.done === false && next.value.op).toBe("knownRefusal");
+    const { storage: s, asked } = storage();
+    expect(await runAsync(script, async(s) as never, next)).toMatchObject({ id: 7 });
+    expect(asked).toEqual(["knownRefusal", "insertHolding", "takeSlot"]);
+  });
+});
