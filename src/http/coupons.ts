@@ -1,9 +1,8 @@
-import { createRoute, z } from "@hono/zod-openapi";
-import type { Context, MiddlewareHandler } from "hono";
-import { assertMayActFor } from "../domain/access.ts";
+import { createRoute, type RouteHandler, z } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
 import { couponDefinitionProblems } from "../domain/coupon.ts";
 import { limits } from "../domain/limits.ts";
-import { type AppEnv, callerOf, requireAdmin, requireCaller } from "./auth.ts";
+import { type AppEnv, actingFor, requireAdmin, requireCaller } from "./auth.ts";
 import { bearerAuth, createRouter, type RouteDeps } from "./router.ts";
 import { authProblems, idField, idParam, nameField, problems, timestamp, userIdParams } from "./schemas.ts";
 
@@ -174,24 +173,19 @@ const listUserCoupons = createRoute({
   },
 });
 
-export function couponsRoutes({ store, clock, limits }: RouteDeps) {
+export function couponsRoutes({ store, clock, rateLimiters }: RouteDeps) {
   /** Both claim paths: the caller must act for the user, then the store decides first come, first served. */
-  const claim = (c: Context<AppEnv>, userId: number, couponId: number) => {
-    assertMayActFor(callerOf(c), userId);
-    return store.claimCoupon({ userId, couponId, now: clock.now() });
+  const claim: RouteHandler<ReturnType<typeof claimCoupon>, AppEnv> = async (c) => {
+    const userId = actingFor(c, c.req.valid("param").userId);
+    return c.json(await store.claimCoupon({ userId, couponId: c.req.valid("json").couponId, now: clock.now() }), 201);
   };
   return createRouter()
     .openapi(createCoupon, async (c) => c.json(await store.createCoupon(c.req.valid("json"), clock.now()), 201))
     .openapi(getCoupon, async (c) => c.json(await store.getCoupon(c.req.valid("param").couponId), 200))
-    .openapi(claimCoupon(limits.couponClaims), async (c) =>
-      c.json(await claim(c, c.req.valid("param").userId, c.req.valid("json").couponId), 201),
-    )
-    .openapi(issueCouponLegacy(limits.couponClaims), async (c) =>
-      c.json(await claim(c, c.req.valid("param").userId, c.req.valid("json").couponId), 201),
-    )
+    .openapi(claimCoupon(rateLimiters.couponClaims), claim)
+    .openapi(issueCouponLegacy(rateLimiters.couponClaims), claim)
     .openapi(listUserCoupons, async (c) => {
-      const { userId } = c.req.valid("param");
-      assertMayActFor(callerOf(c), userId);
+      const userId = actingFor(c, c.req.valid("param").userId);
       const status = c.req.valid("query").status ?? null;
       return c.json({ items: await store.listUserCoupons({ userId, status, now: clock.now() }) }, 200);
     });

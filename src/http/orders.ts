@@ -1,8 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
-import { assertMayActFor } from "../domain/access.ts";
 import { limits } from "../domain/limits.ts";
-import { type AppEnv, callerOf, requireCaller } from "./auth.ts";
+import { type AppEnv, actingFor, requireCaller } from "./auth.ts";
 import { bearerAuth, createRouter, idempotentRequest, type RouteDeps, replay } from "./router.ts";
 import {
   authProblems,
@@ -129,11 +128,11 @@ const cancelOrder = createRoute({
   },
 });
 
-export function ordersRoutes({ store, clock, limits }: RouteDeps) {
+export function ordersRoutes({ store, clock, rateLimiters }: RouteDeps) {
   return createRouter()
-    .openapi(placeOrder(limits.orders), async (c) => {
+    .openapi(placeOrder(rateLimiters.orders), async (c) => {
       const body = c.req.valid("json");
-      assertMayActFor(callerOf(c), body.userId);
+      actingFor(c, body.userId);
       const idempotency = idempotentRequest(c, c.req.valid("header")["idempotency-key"], body, 201);
       const result = await store.placeOrder({ ...body, now: clock.now(), idempotency });
       if (result.replayed) return replay(c, result);
@@ -141,19 +140,18 @@ export function ordersRoutes({ store, clock, limits }: RouteDeps) {
     })
     .openapi(getOrder, async (c) => {
       const order = await store.getOrder(c.req.valid("param").orderId);
-      assertMayActFor(callerOf(c), order.userId);
+      actingFor(c, order.userId);
       return c.json(order, 200);
     })
     .openapi(listUserOrders, async (c) => {
-      const { userId } = c.req.valid("param");
-      assertMayActFor(callerOf(c), userId);
+      const userId = actingFor(c, c.req.valid("param").userId);
       const { limit, cursor } = c.req.valid("query");
       return c.json(await store.listUserOrders(userId, { limit, after: cursor }), 200);
     })
     .openapi(cancelOrder, async (c) => {
       const { orderId } = c.req.valid("param");
       // An order's owner never changes, so checking it before the cancel transaction is race-free.
-      assertMayActFor(callerOf(c), (await store.getOrder(orderId)).userId);
+      actingFor(c, (await store.getOrder(orderId)).userId);
       return c.json(await store.cancelOrder({ orderId, now: clock.now() }), 200);
     });
 }

@@ -25,7 +25,7 @@ export interface AppDeps {
 
 /** What the routers get from createApp: the dependencies plus the per-caller limiters built from config. */
 export interface RouteDeps extends AppDeps {
-  limits: { couponClaims: MiddlewareHandler<AppEnv>; orders: MiddlewareHandler<AppEnv> };
+  rateLimiters: { couponClaims: MiddlewareHandler<AppEnv>; orders: MiddlewareHandler<AppEnv> };
 }
 
 const targetNames: Record<string, string> = { json: "body", param: "path", query: "query", header: "header" };

@@ -1,7 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { assertMayActFor } from "../domain/access.ts";
 import { limits } from "../domain/limits.ts";
-import { callerOf, requireAdmin, requireCaller } from "./auth.ts";
+import { actingFor, requireAdmin, requireCaller } from "./auth.ts";
 import { bearerAuth, createRouter, idempotentRequest, type RouteDeps, replay } from "./router.ts";
 import { idempotencyHeaders, nameField, pageOf, pageQuery, problems, timestamp, userIdParams } from "./schemas.ts";
 
@@ -126,25 +125,19 @@ const pointHistory = createRoute({
   },
 });
 
-/** The user id of the path, once the caller is known to act for that user. */
-function ownUserId(c: Parameters<typeof callerOf>[0], userId: number): number {
-  assertMayActFor(callerOf(c), userId);
-  return userId;
-}
-
 export function usersRoutes({ store, clock }: RouteDeps) {
   return createRouter()
     .openapi(createUser, async (c) => {
       const { name } = c.req.valid("json");
       return c.json(await store.createUser(name, clock.now()), 201);
     })
-    .openapi(getUser, async (c) => c.json(await store.getUser(ownUserId(c, c.req.valid("param").userId)), 200))
+    .openapi(getUser, async (c) => c.json(await store.getUser(actingFor(c, c.req.valid("param").userId)), 200))
     .openapi(getPoints, async (c) => {
-      const user = await store.getUser(ownUserId(c, c.req.valid("param").userId));
+      const user = await store.getUser(actingFor(c, c.req.valid("param").userId));
       return c.json({ userId: user.id, balance: user.balance }, 200);
     })
     .openapi(chargePoints, async (c) => {
-      const userId = ownUserId(c, c.req.valid("param").userId);
+      const userId = actingFor(c, c.req.valid("param").userId);
       const body = c.req.valid("json");
       const idempotency = idempotentRequest(c, c.req.valid("header")["idempotency-key"], body, 200);
       const result = await store.chargePoints({ userId, amount: body.amount, now: clock.now(), idempotency });
@@ -153,7 +146,7 @@ export function usersRoutes({ store, clock }: RouteDeps) {
     })
     .openapi(pointHistory, async (c) => {
       const { limit, cursor } = c.req.valid("query");
-      const userId = ownUserId(c, c.req.valid("param").userId);
+      const userId = actingFor(c, c.req.valid("param").userId);
       return c.json(await store.listPointHistory(userId, { limit, after: cursor }), 200);
     });
 }
