@@ -6,6 +6,10 @@ import { type AppEnv, actingFor, requireAdmin, requireCaller } from "./auth.ts";
 import { bearerAuth, createRouter, type RouteDeps } from "./router.ts";
 import { authProblems, idField, idParam, nameField, problems, timestamp, userIdParams } from "./schemas.ts";
 
+// The API's field names say "issue" where the action is a claim; they are a frozen contract.
+const claimsOpen = { description: "Claims open at this instant (inclusive); null: as soon as the coupon exists." };
+const claimsClose = { description: "Claims close at this instant (exclusive); null: until sold out." };
+
 export const couponSchema = z
   .object({
     id: z.int(),
@@ -14,11 +18,11 @@ export const couponSchema = z
     discountValue: z.int(),
     maxDiscount: z.int().nullable(),
     minOrderAmount: z.int(),
-    issueStartsAt: timestamp.nullable(),
-    issueEndsAt: timestamp.nullable(),
+    issueStartsAt: timestamp.nullable().openapi(claimsOpen),
+    issueEndsAt: timestamp.nullable().openapi(claimsClose),
     validDays: z.int(),
     totalQuantity: z.int(),
-    issuedQuantity: z.int(),
+    issuedQuantity: z.int().openapi({ description: "How many have been claimed." }),
     remainingQuantity: z.int(),
     createdAt: timestamp,
   })
@@ -32,7 +36,7 @@ export const claimedCouponSchema = z
     userId: z.int(),
     couponId: z.int(),
     status: userCouponStatus,
-    issuedAt: timestamp,
+    issuedAt: timestamp.openapi({ description: "When the user claimed it." }),
     expiresAt: timestamp,
     usedAt: timestamp.nullable(),
   })
@@ -68,10 +72,10 @@ const newCouponBody = z
       .transform((v) => v ?? null)
       .openapi({ type: "integer", description: "Cap on a PERCENT discount, in won." }),
     minOrderAmount: z.int().min(0).max(limits.maxMinOrderAmount).default(0),
-    issueStartsAt: isoInput,
-    issueEndsAt: isoInput,
+    issueStartsAt: isoInput.openapi(claimsOpen),
+    issueEndsAt: isoInput.openapi(claimsClose),
     validDays: z.int().min(1).max(limits.maxValidDays).default(limits.defaultValidDays).openapi({
-      description: "How long an issued coupon can be used, counted from its issue.",
+      description: "How long a claimed coupon can be used, counted from its claim.",
     }),
   })
   .superRefine((input, ctx) => {
@@ -80,7 +84,7 @@ const newCouponBody = z
     }
   });
 
-const issueBody = z.strictObject({ couponId: idField });
+const claimBody = z.strictObject({ couponId: idField });
 
 const tags = ["Coupons"];
 
@@ -110,8 +114,8 @@ const getCoupon = createRoute({
   },
 });
 
-const issueResponses = {
-  201: { description: "Issued", content: { "application/json": { schema: claimedCouponSchema } } },
+const claimResponses = {
+  201: { description: "Claimed", content: { "application/json": { schema: claimedCouponSchema } } },
   ...problems({
     400: "VALIDATION_FAILED",
     ...authProblems,
@@ -123,8 +127,8 @@ const issueResponses = {
   }),
 };
 
-const issueDescription =
-  "First come, first served: exactly `totalQuantity` coupons are issued however many ask at once, and never two to one user.";
+const claimDescription =
+  "First come, first served: exactly `totalQuantity` claims succeed however many arrive at once, and a user claims a coupon at most once.";
 
 const claimCoupon = (limit: MiddlewareHandler<AppEnv>) =>
   createRoute({
@@ -132,25 +136,25 @@ const claimCoupon = (limit: MiddlewareHandler<AppEnv>) =>
     path: "/api/users/{userId}/coupons",
     tags,
     summary: "Claim a coupon for a user",
-    description: issueDescription,
+    description: claimDescription,
     security: bearerAuth,
     middleware: [requireCaller, limit] as const,
-    request: { params: userIdParams, body: { required: true, content: { "application/json": { schema: issueBody } } } },
-    responses: issueResponses,
+    request: { params: userIdParams, body: { required: true, content: { "application/json": { schema: claimBody } } } },
+    responses: claimResponses,
   });
 
 /** The original report's endpoint, kept so its load scripts run unchanged. */
-const issueCouponLegacy = (limit: MiddlewareHandler<AppEnv>) =>
+const claimCouponLegacy = (limit: MiddlewareHandler<AppEnv>) =>
   createRoute({
     method: "post",
     path: "/api/coupons/{userId}",
     tags,
     summary: "Claim a coupon for a user (the report's path)",
-    description: `${issueDescription} Same as POST /api/users/{userId}/coupons.`,
+    description: `${claimDescription} Same as POST /api/users/{userId}/coupons.`,
     security: bearerAuth,
     middleware: [requireCaller, limit] as const,
-    request: { params: userIdParams, body: { required: true, content: { "application/json": { schema: issueBody } } } },
-    responses: issueResponses,
+    request: { params: userIdParams, body: { required: true, content: { "application/json": { schema: claimBody } } } },
+    responses: claimResponses,
   });
 
 const listUserCoupons = createRoute({
@@ -183,7 +187,7 @@ export function couponsRoutes({ store, clock, rateLimiters }: RouteDeps) {
     .openapi(createCoupon, async (c) => c.json(await store.createCoupon(c.req.valid("json"), clock.now()), 201))
     .openapi(getCoupon, async (c) => c.json(await store.getCoupon(c.req.valid("param").couponId), 200))
     .openapi(claimCoupon(rateLimiters.couponClaims), claim)
-    .openapi(issueCouponLegacy(rateLimiters.couponClaims), claim)
+    .openapi(claimCouponLegacy(rateLimiters.couponClaims), claim)
     .openapi(listUserCoupons, async (c) => {
       const userId = actingFor(c, c.req.valid("param").userId);
       const status = c.req.valid("query").status ?? null;

@@ -50,7 +50,7 @@ export function createRouter(): OpenAPIHono<AppEnv> {
 }
 
 /**
- * The idempotency claim for a request: its fingerprint covers the method, the path and the validated
+ * The idempotency record for a request: its fingerprint covers the method, the path and the validated
  * body, so the same key sent with anything different is recognised as a different request.
  */
 export function idempotentRequest(

@@ -32,7 +32,7 @@ export function createMetrics() {
     }),
     couponClaims: new Counter({
       name: "flashcart_coupon_claims_total",
-      help: "Coupon claims by outcome (issued, or the error code)",
+      help: "Coupon claims by outcome (claimed, or the error code)",
       labelNames: ["outcome"] as const,
       registers,
     }),
@@ -119,7 +119,7 @@ export function instrumentStore(store: Store, metrics: Metrics): Store {
           ok.observe((performance.now() - started) / 1000);
           if (counter !== null) {
             const replayed = (result as { replayed?: boolean }).replayed === true;
-            counter(operation === "claimCoupon" ? "issued" : replayed ? "replayed" : "paid").inc();
+            counter(operation === "claimCoupon" ? "claimed" : replayed ? "replayed" : "paid").inc();
           }
           return result;
         },
