@@ -3,8 +3,9 @@ import type { MiddlewareHandler } from "hono";
 import { couponDefinitionProblems } from "../domain/coupon.ts";
 import { limits } from "../domain/limits.ts";
 import { type AppEnv, actingFor, requireAdmin, requireCaller } from "./auth.ts";
+import { authProblems, bodyProblems, problems } from "./problem.ts";
 import { bearerAuth, createRouter, type RouteDeps } from "./router.ts";
-import { authProblems, idField, idParam, nameField, problems, timestamp, userIdParams } from "./schemas.ts";
+import { idField, idParam, nameField, timestamp, userIdParams } from "./schemas.ts";
 
 // The API's field names say "issue" where the action is a claim; they are a frozen contract.
 const claimsOpen = { description: "Claims open at this instant (inclusive); null: as soon as the coupon exists." };
@@ -98,7 +99,7 @@ const createCoupon = createRoute({
   request: { body: { required: true, content: { "application/json": { schema: newCouponBody } } } },
   responses: {
     201: { description: "Created", content: { "application/json": { schema: couponSchema } } },
-    ...problems({ 400: "VALIDATION_FAILED", ...authProblems, 413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE" }),
+    ...problems(...bodyProblems, ...authProblems),
   },
 });
 
@@ -110,21 +111,22 @@ const getCoupon = createRoute({
   request: { params: z.object({ couponId: idParam("couponId") }) },
   responses: {
     200: { description: "The coupon", content: { "application/json": { schema: couponSchema } } },
-    ...problems({ 400: "VALIDATION_FAILED", 404: "COUPON_NOT_FOUND" }),
+    ...problems("VALIDATION_FAILED", "COUPON_NOT_FOUND"),
   },
 });
 
 const claimResponses = {
   201: { description: "Claimed", content: { "application/json": { schema: claimedCouponSchema } } },
-  ...problems({
-    400: "VALIDATION_FAILED",
+  ...problems(
+    ...bodyProblems,
     ...authProblems,
-    404: "USER_NOT_FOUND, COUPON_NOT_FOUND",
-    409: "COUPON_ALREADY_ISSUED, COUPON_SOLD_OUT, COUPON_NOT_ACTIVE",
-    413: "PAYLOAD_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    429: "RATE_LIMITED",
-  }),
+    "USER_NOT_FOUND",
+    "COUPON_NOT_FOUND",
+    "COUPON_ALREADY_ISSUED",
+    "COUPON_SOLD_OUT",
+    "COUPON_NOT_ACTIVE",
+    "RATE_LIMITED",
+  ),
 };
 
 const claimDescription =
@@ -173,7 +175,7 @@ const listUserCoupons = createRoute({
       description: "The user's coupons, oldest first",
       content: { "application/json": { schema: z.object({ items: z.array(userCouponSchema) }) } },
     },
-    ...problems({ 400: "VALIDATION_FAILED", ...authProblems, 404: "USER_NOT_FOUND" }),
+    ...problems("VALIDATION_FAILED", ...authProblems, "USER_NOT_FOUND"),
   },
 });
 

@@ -2,18 +2,9 @@ import { createRoute, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { limits } from "../domain/limits.ts";
 import { type AppEnv, actingFor, requireCaller } from "./auth.ts";
+import { authProblems, bodyProblems, problems } from "./problem.ts";
 import { bearerAuth, createRouter, idempotentRequest, type RouteDeps, replay } from "./router.ts";
-import {
-  authProblems,
-  idempotencyHeaders,
-  idField,
-  idParam,
-  pageOf,
-  pageQuery,
-  problems,
-  timestamp,
-  userIdParams,
-} from "./schemas.ts";
+import { idempotencyHeaders, idField, idParam, pageOf, pageQuery, timestamp, userIdParams } from "./schemas.ts";
 
 export const orderSchema = z
   .object({
@@ -69,16 +60,17 @@ const placeOrder = (limit: MiddlewareHandler<AppEnv>) =>
     },
     responses: {
       201: { description: "Paid", content: { "application/json": { schema: orderSchema } } },
-      ...problems({
-        400: "VALIDATION_FAILED",
+      ...problems(
+        ...bodyProblems,
         ...authProblems,
-        404: "USER_NOT_FOUND, PRODUCT_NOT_FOUND",
-        409: "INSUFFICIENT_STOCK, INSUFFICIENT_POINTS, COUPON_NOT_USABLE",
-        413: "PAYLOAD_TOO_LARGE",
-        415: "UNSUPPORTED_MEDIA_TYPE",
-        422: "IDEMPOTENCY_KEY_REUSED",
-        429: "RATE_LIMITED",
-      }),
+        "USER_NOT_FOUND",
+        "PRODUCT_NOT_FOUND",
+        "INSUFFICIENT_STOCK",
+        "INSUFFICIENT_POINTS",
+        "COUPON_NOT_USABLE",
+        "IDEMPOTENCY_KEY_REUSED",
+        "RATE_LIMITED",
+      ),
     },
   });
 
@@ -92,7 +84,7 @@ const getOrder = createRoute({
   request: { params: orderIdParams },
   responses: {
     200: { description: "The order", content: { "application/json": { schema: orderSchema } } },
-    ...problems({ 400: "VALIDATION_FAILED", ...authProblems, 404: "ORDER_NOT_FOUND" }),
+    ...problems("VALIDATION_FAILED", ...authProblems, "ORDER_NOT_FOUND"),
   },
 });
 
@@ -109,7 +101,7 @@ const listUserOrders = createRoute({
       description: "A page of orders",
       content: { "application/json": { schema: pageOf(orderSchema, "OrderPage") } },
     },
-    ...problems({ 400: "VALIDATION_FAILED", ...authProblems, 404: "USER_NOT_FOUND" }),
+    ...problems("VALIDATION_FAILED", ...authProblems, "USER_NOT_FOUND"),
   },
 });
 
@@ -124,7 +116,7 @@ const cancelOrder = createRoute({
   request: { params: orderIdParams },
   responses: {
     200: { description: "Cancelled", content: { "application/json": { schema: orderSchema } } },
-    ...problems({ 400: "VALIDATION_FAILED", ...authProblems, 404: "ORDER_NOT_FOUND", 409: "ORDER_NOT_CANCELLABLE" }),
+    ...problems("VALIDATION_FAILED", ...authProblems, "ORDER_NOT_FOUND", "ORDER_NOT_CANCELLABLE"),
   },
 });
 

@@ -1,8 +1,9 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { limits } from "../domain/limits.ts";
 import { actingFor, requireAdmin, requireCaller } from "./auth.ts";
+import { authProblems, bodyProblems, problems } from "./problem.ts";
 import { bearerAuth, createRouter, idempotentRequest, type RouteDeps, replay } from "./router.ts";
-import { idempotencyHeaders, nameField, pageOf, pageQuery, problems, timestamp, userIdParams } from "./schemas.ts";
+import { idempotencyHeaders, nameField, pageOf, pageQuery, timestamp, userIdParams } from "./schemas.ts";
 
 export const userSchema = z
   .object({ id: z.int(), name: z.string(), balance: z.int().openapi({ description: "Points, in won." }) })
@@ -35,13 +36,7 @@ const createUser = createRoute({
   },
   responses: {
     201: { description: "Created", content: { "application/json": { schema: userSchema } } },
-    ...problems({
-      400: "VALIDATION_FAILED",
-      401: "UNAUTHENTICATED",
-      403: "FORBIDDEN",
-      413: "PAYLOAD_TOO_LARGE",
-      415: "UNSUPPORTED_MEDIA_TYPE",
-    }),
+    ...problems(...bodyProblems, ...authProblems),
   },
 });
 
@@ -55,7 +50,7 @@ const getUser = createRoute({
   request: { params: userIdParams },
   responses: {
     200: { description: "The user", content: { "application/json": { schema: userSchema } } },
-    ...problems({ 400: "VALIDATION_FAILED", 401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "USER_NOT_FOUND" }),
+    ...problems("VALIDATION_FAILED", ...authProblems, "USER_NOT_FOUND"),
   },
 });
 
@@ -69,7 +64,7 @@ const getPoints = createRoute({
   request: { params: userIdParams },
   responses: {
     200: { description: "The balance", content: { "application/json": { schema: pointBalanceSchema } } },
-    ...problems({ 400: "VALIDATION_FAILED", 401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "USER_NOT_FOUND" }),
+    ...problems("VALIDATION_FAILED", ...authProblems, "USER_NOT_FOUND"),
   },
 });
 
@@ -95,16 +90,7 @@ const chargePoints = createRoute({
   },
   responses: {
     200: { description: "The new balance", content: { "application/json": { schema: pointBalanceSchema } } },
-    ...problems({
-      400: "VALIDATION_FAILED",
-      401: "UNAUTHENTICATED",
-      403: "FORBIDDEN",
-      404: "USER_NOT_FOUND",
-      409: "BALANCE_LIMIT_EXCEEDED",
-      413: "PAYLOAD_TOO_LARGE",
-      415: "UNSUPPORTED_MEDIA_TYPE",
-      422: "IDEMPOTENCY_KEY_REUSED",
-    }),
+    ...problems(...bodyProblems, ...authProblems, "USER_NOT_FOUND", "BALANCE_LIMIT_EXCEEDED", "IDEMPOTENCY_KEY_REUSED"),
   },
 });
 
@@ -121,7 +107,7 @@ const pointHistory = createRoute({
       description: "A page of history",
       content: { "application/json": { schema: pageOf(pointHistoryEntrySchema, "PointHistoryPage") } },
     },
-    ...problems({ 400: "VALIDATION_FAILED", 401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "USER_NOT_FOUND" }),
+    ...problems("VALIDATION_FAILED", ...authProblems, "USER_NOT_FOUND"),
   },
 });
 
