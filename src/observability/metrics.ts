@@ -56,14 +56,18 @@ export type Metrics = ReturnType<typeof createMetrics>;
 
 const outcomeOf = (error: unknown) => (error instanceof DomainError ? error.code : "error");
 
-/** Labelled children looked up once per label value: hashing labels on every call was measurable. */
-function childCache<C>(make: (label: string) => C): (label: string) => C {
+/**
+ * A metric's labelled children, each made once per key and kept: prom-client hashes the labels on every
+ * `labels()` call, which was measurable per request. Several labels share one key, joined by spaces
+ * (no label value here contains one), which `make` splits on the first use only.
+ */
+export function childCache<C>(make: (key: string) => C): (key: string) => C {
   const children = new Map<string, C>();
-  return (label) => {
-    let child = children.get(label);
+  return (key) => {
+    let child = children.get(key);
     if (child === undefined) {
-      child = make(label);
-      children.set(label, child);
+      child = make(key);
+      children.set(key, child);
     }
     return child;
   };
