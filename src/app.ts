@@ -24,7 +24,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>();
   const routeDeps: RouteDeps = {
     ...deps,
-    limits: {
+    rateLimiters: {
       couponClaims: perCallerLimit("coupon-claim", rateLimits.couponClaims, rateLimits.windowMs),
       orders: perCallerLimit("order", rateLimits.orders, rateLimits.windowMs),
     },

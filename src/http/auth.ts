@@ -1,7 +1,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { rateLimiter } from "hono-rate-limiter";
 import type { TokenVerifier } from "../auth/tokens.ts";
-import { assertAdmin, type Principal } from "../domain/access.ts";
+import { assertAdmin, assertMayActFor, type Principal } from "../domain/access.ts";
 import { DomainError } from "../domain/errors.ts";
 import { problemOf, problemResponse } from "./problem.ts";
 
@@ -35,6 +35,15 @@ export function callerOf(c: Context<AppEnv>): Principal {
     throw new DomainError("UNAUTHENTICATED", "This route needs a bearer token.");
   }
   return principal;
+}
+
+/**
+ * The user id, once the caller may act for that user (themself, or any user for an admin): the one
+ * way routes check whose data they touch. Throws 401 for an anonymous caller, 403 for anyone else.
+ */
+export function actingFor(c: Context<AppEnv>, userId: number): number {
+  assertMayActFor(callerOf(c), userId);
+  return userId;
 }
 
 export const requireCaller: MiddlewareHandler<AppEnv> = async (c, next) => {

@@ -1,11 +1,15 @@
-import { createRoute, z } from "@hono/zod-openapi";
-import type { Context, MiddlewareHandler } from "hono";
-import { assertMayActFor } from "../domain/access.ts";
+import { createRoute, type RouteHandler, z } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
 import { couponDefinitionProblems } from "../domain/coupon.ts";
 import { limits } from "../domain/limits.ts";
-import { type AppEnv, callerOf, requireAdmin, requireCaller } from "./auth.ts";
+import { type AppEnv, actingFor, requireAdmin, requireCaller } from "./auth.ts";
+import { authProblems, bodyProblems, problems } from "./problem.ts";
 import { bearerAuth, createRouter, type RouteDeps } from "./router.ts";
-import { authProblems, idField, idParam, nameField, problems, timestamp, userIdParams } from "./schemas.ts";
+import { idField, idParam, nameField, timestamp, userIdParams } from "./schemas.ts";
+
+// The API's field names say "issue" where the action is a claim; they are a frozen contract.
+const claimsOpen = { description: "Claims open at this instant (inclusive); null: as soon as the coupon exists." };
+const claimsClose = { description: "Claims close at this instant (exclusive); null: until sold out." };
 
 export const couponSchema = z
   .object({
@@ -15,11 +19,11 @@ export const couponSchema = z
     discountValue: z.int(),
     maxDiscount: z.int().nullable(),
     minOrderAmount: z.int(),
-    issueStartsAt: timestamp.nullable(),
-    issueEndsAt: timestamp.nullable(),
+    issueStartsAt: timestamp.nullable().openapi(claimsOpen),
+    issueEndsAt: timestamp.nullable().openapi(claimsClose),
     validDays: z.int(),
     totalQuantity: z.int(),
-    issuedQuantity: z.int(),
+    issuedQuantity: z.int().openapi({ description: "How many have been claimed." }),
     remainingQuantity: z.int(),
     createdAt: timestamp,
   })
@@ -33,7 +37,7 @@ export const claimedCouponSchema = z
     userId: z.int(),
     couponId: z.int(),
     status: userCouponStatus,
-    issuedAt: timestamp,
+    issuedAt: timestamp.openapi({ description: "When the user claimed it." }),
     expiresAt: timestamp,
     usedAt: timestamp.nullable(),
   })
@@ -69,10 +73,10 @@ const newCouponBody = z
       .transform((v) => v ?? null)
       .openapi({ type: "integer", description: "Cap on a PERCENT discount, in won." }),
     minOrderAmount: z.int().min(0).max(limits.maxMinOrderAmount).default(0),
-    issueStartsAt: isoInput,
-    issueEndsAt: isoInput,
+    issueStartsAt: isoInput.openapi(claimsOpen),
+    issueEndsAt: isoInput.openapi(claimsClose),
     validDays: z.int().min(1).max(limits.maxValidDays).default(limits.defaultValidDays).openapi({
-      description: "How long an issued coupon can be used, counted from its issue.",
+      description: "How long a claimed coupon can be used, counted from its claim.",
     }),
   })
   .superRefine((input, ctx) => {
@@ -81,7 +85,7 @@ const newCouponBody = z
     }
   });
 
-const issueBody = z.strictObject({ couponId: idField });
+const claimBody = z.strictObject({ couponId: idField });
 
 const tags = ["Coupons"];
 
@@ -95,7 +99,7 @@ const createCoupon = createRoute({
   request: { body: { required: true, content: { "application/json": { schema: newCouponBody } } } },
   responses: {
     201: { description: "Created", content: { "application/json": { schema: couponSchema } } },
-    ...problems({ 400: "VALIDATION_FAILED", ...authProblems, 413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE" }),
+    ...problems(...bodyProblems, ...authProblems),
   },
 });
 
@@ -107,25 +111,26 @@ const getCoupon = createRoute({
   request: { params: z.object({ couponId: idParam("couponId") }) },
   responses: {
     200: { description: "The coupon", content: { "application/json": { schema: couponSchema } } },
-    ...problems({ 400: "VALIDATION_FAILED", 404: "COUPON_NOT_FOUND" }),
+    ...problems("VALIDATION_FAILED", "COUPON_NOT_FOUND"),
   },
 });
 
-const issueResponses = {
-  201: { description: "Issued", content: { "application/json": { schema: claimedCouponSchema } } },
-  ...problems({
-    400: "VALIDATION_FAILED",
+const claimResponses = {
+  201: { description: "Claimed", content: { "application/json": { schema: claimedCouponSchema } } },
+  ...problems(
+    ...bodyProblems,
     ...authProblems,
-    404: "USER_NOT_FOUND, COUPON_NOT_FOUND",
-    409: "COUPON_ALREADY_ISSUED, COUPON_SOLD_OUT, COUPON_NOT_ACTIVE",
-    413: "PAYLOAD_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    429: "RATE_LIMITED",
-  }),
+    "USER_NOT_FOUND",
+    "COUPON_NOT_FOUND",
+    "COUPON_ALREADY_ISSUED",
+    "COUPON_SOLD_OUT",
+    "COUPON_NOT_ACTIVE",
+    "RATE_LIMITED",
+  ),
 };
 
-const issueDescription =
-  "First come, first served: exactly `totalQuantity` coupons are issued however many ask at once, and never two to one user.";
+const claimDescription =
+  "First come, first served: exactly `totalQuantity` claims succeed however many arrive at once, and a user claims a coupon at most once.";
 
 const claimCoupon = (limit: MiddlewareHandler<AppEnv>) =>
   createRoute({
@@ -133,25 +138,25 @@ const claimCoupon = (limit: MiddlewareHandler<AppEnv>) =>
     path: "/api/users/{userId}/coupons",
     tags,
     summary: "Claim a coupon for a user",
-    description: issueDescription,
+    description: claimDescription,
     security: bearerAuth,
     middleware: [requireCaller, limit] as const,
-    request: { params: userIdParams, body: { required: true, content: { "application/json": { schema: issueBody } } } },
-    responses: issueResponses,
+    request: { params: userIdParams, body: { required: true, content: { "application/json": { schema: claimBody } } } },
+    responses: claimResponses,
   });
 
 /** The original report's endpoint, kept so its load scripts run unchanged. */
-const issueCouponLegacy = (limit: MiddlewareHandler<AppEnv>) =>
+const claimCouponLegacy = (limit: MiddlewareHandler<AppEnv>) =>
   createRoute({
     method: "post",
     path: "/api/coupons/{userId}",
     tags,
     summary: "Claim a coupon for a user (the report's path)",
-    description: `${issueDescription} Same as POST /api/users/{userId}/coupons.`,
+    description: `${claimDescription} Same as POST /api/users/{userId}/coupons.`,
     security: bearerAuth,
     middleware: [requireCaller, limit] as const,
-    request: { params: userIdParams, body: { required: true, content: { "application/json": { schema: issueBody } } } },
-    responses: issueResponses,
+    request: { params: userIdParams, body: { required: true, content: { "application/json": { schema: claimBody } } } },
+    responses: claimResponses,
   });
 
 const listUserCoupons = createRoute({
@@ -170,28 +175,23 @@ const listUserCoupons = createRoute({
       description: "The user's coupons, oldest first",
       content: { "application/json": { schema: z.object({ items: z.array(userCouponSchema) }) } },
     },
-    ...problems({ 400: "VALIDATION_FAILED", ...authProblems, 404: "USER_NOT_FOUND" }),
+    ...problems("VALIDATION_FAILED", ...authProblems, "USER_NOT_FOUND"),
   },
 });
 
-export function couponsRoutes({ store, clock, limits }: RouteDeps) {
+export function couponsRoutes({ store, clock, rateLimiters }: RouteDeps) {
   /** Both claim paths: the caller must act for the user, then the store decides first come, first served. */
-  const claim = (c: Context<AppEnv>, userId: number, couponId: number) => {
-    assertMayActFor(callerOf(c), userId);
-    return store.claimCoupon({ userId, couponId, now: clock.now() });
+  const claim: RouteHandler<ReturnType<typeof claimCoupon>, AppEnv> = async (c) => {
+    const userId = actingFor(c, c.req.valid("param").userId);
+    return c.json(await store.claimCoupon({ userId, couponId: c.req.valid("json").couponId, now: clock.now() }), 201);
   };
   return createRouter()
     .openapi(createCoupon, async (c) => c.json(await store.createCoupon(c.req.valid("json"), clock.now()), 201))
     .openapi(getCoupon, async (c) => c.json(await store.getCoupon(c.req.valid("param").couponId), 200))
-    .openapi(claimCoupon(limits.couponClaims), async (c) =>
-      c.json(await claim(c, c.req.valid("param").userId, c.req.valid("json").couponId), 201),
-    )
-    .openapi(issueCouponLegacy(limits.couponClaims), async (c) =>
-      c.json(await claim(c, c.req.valid("param").userId, c.req.valid("json").couponId), 201),
-    )
+    .openapi(claimCoupon(rateLimiters.couponClaims), claim)
+    .openapi(claimCouponLegacy(rateLimiters.couponClaims), claim)
     .openapi(listUserCoupons, async (c) => {
-      const { userId } = c.req.valid("param");
-      assertMayActFor(callerOf(c), userId);
+      const userId = actingFor(c, c.req.valid("param").userId);
       const status = c.req.valid("query").status ?? null;
       return c.json({ items: await store.listUserCoupons({ userId, status, now: clock.now() }) }, 200);
     });

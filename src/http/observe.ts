@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from "hono";
 import { routePath } from "hono/route";
 import type { Logger } from "../logger.ts";
-import type { Metrics } from "../observability/metrics.ts";
+import { childCache, type Metrics } from "../observability/metrics.ts";
 import type { AppEnv } from "./auth.ts";
 
 const acceptableRequestId = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -13,17 +13,11 @@ const acceptableRequestId = /^[A-Za-z0-9._:-]{1,128}$/;
  */
 export function observe(metrics: Metrics | null, logger: Logger, sample: number): MiddlewareHandler<AppEnv> {
   const logRequests = sample > 0 && logger.enabled("info");
-  // Labelled children are looked up once per label set: hashing labels on every request was measurable.
-  const histograms = new Map<string, ReturnType<Metrics["httpDuration"]["labels"]>>();
-  const histogramFor = (m: Metrics, method: string, route: string, status: string) => {
-    const key = `${method} ${route} ${status}`;
-    let child = histograms.get(key);
-    if (child === undefined) {
-      child = m.httpDuration.labels(method, route, status);
-      histograms.set(key, child);
-    }
-    return child;
-  };
+  // The duration histogram's child for "method route status".
+  const durationOf =
+    metrics === null
+      ? null
+      : childCache((key) => metrics.httpDuration.labels(...(key.split(" ") as [string, string, string])));
   return async (c, next) => {
     const offered = c.req.header("x-request-id");
     const requestId = offered !== undefined && acceptableRequestId.test(offered) ? offered : crypto.randomUUID();
@@ -40,7 +34,7 @@ export function observe(metrics: Metrics | null, logger: Logger, sample: number)
       // request that only middleware ("*", "/api/*") saw matched no route.
       const matched = routePath(c);
       const route = matched.endsWith("*") ? "unmatched" : matched;
-      if (metrics !== null) histogramFor(metrics, c.req.method, route, String(c.res.status)).observe(seconds);
+      durationOf?.(`${c.req.method} ${route} ${c.res.status}`).observe(seconds);
       if (logRequests && (sample >= 1 || Math.random() < sample)) {
         logger.info("request", {
           requestId,

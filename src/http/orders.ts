@@ -1,20 +1,10 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
-import { assertMayActFor } from "../domain/access.ts";
 import { limits } from "../domain/limits.ts";
-import { type AppEnv, callerOf, requireCaller } from "./auth.ts";
+import { type AppEnv, actingFor, requireCaller } from "./auth.ts";
+import { authProblems, bodyProblems, problems } from "./problem.ts";
 import { bearerAuth, createRouter, idempotentRequest, type RouteDeps, replay } from "./router.ts";
-import {
-  authProblems,
-  idempotencyHeaders,
-  idField,
-  idParam,
-  pageOf,
-  pageQuery,
-  problems,
-  timestamp,
-  userIdParams,
-} from "./schemas.ts";
+import { idempotencyHeaders, idField, idParam, pageOf, pageQuery, timestamp, userIdParams } from "./schemas.ts";
 
 export const orderSchema = z
   .object({
@@ -70,16 +60,17 @@ const placeOrder = (limit: MiddlewareHandler<AppEnv>) =>
     },
     responses: {
       201: { description: "Paid", content: { "application/json": { schema: orderSchema } } },
-      ...problems({
-        400: "VALIDATION_FAILED",
+      ...problems(
+        ...bodyProblems,
         ...authProblems,
-        404: "USER_NOT_FOUND, PRODUCT_NOT_FOUND",
-        409: "INSUFFICIENT_STOCK, INSUFFICIENT_POINTS, COUPON_NOT_USABLE",
-        413: "PAYLOAD_TOO_LARGE",
-        415: "UNSUPPORTED_MEDIA_TYPE",
-        422: "IDEMPOTENCY_KEY_REUSED",
-        429: "RATE_LIMITED",
-      }),
+        "USER_NOT_FOUND",
+        "PRODUCT_NOT_FOUND",
+        "INSUFFICIENT_STOCK",
+        "INSUFFICIENT_POINTS",
+        "COUPON_NOT_USABLE",
+        "IDEMPOTENCY_KEY_REUSED",
+        "RATE_LIMITED",
+      ),
     },
   });
 
@@ -93,7 +84,7 @@ const getOrder = createRoute({
   request: { params: orderIdParams },
   responses: {
     200: { description: "The order", content: { "application/json": { schema: orderSchema } } },
-    ...problems({ 400: "VALIDATION_FAILED", ...authProblems, 404: "ORDER_NOT_FOUND" }),
+    ...problems("VALIDATION_FAILED", ...authProblems, "ORDER_NOT_FOUND"),
   },
 });
 
@@ -110,7 +101,7 @@ const listUserOrders = createRoute({
       description: "A page of orders",
       content: { "application/json": { schema: pageOf(orderSchema, "OrderPage") } },
     },
-    ...problems({ 400: "VALIDATION_FAILED", ...authProblems, 404: "USER_NOT_FOUND" }),
+    ...problems("VALIDATION_FAILED", ...authProblems, "USER_NOT_FOUND"),
   },
 });
 
@@ -125,15 +116,15 @@ const cancelOrder = createRoute({
   request: { params: orderIdParams },
   responses: {
     200: { description: "Cancelled", content: { "application/json": { schema: orderSchema } } },
-    ...problems({ 400: "VALIDATION_FAILED", ...authProblems, 404: "ORDER_NOT_FOUND", 409: "ORDER_NOT_CANCELLABLE" }),
+    ...problems("VALIDATION_FAILED", ...authProblems, "ORDER_NOT_FOUND", "ORDER_NOT_CANCELLABLE"),
   },
 });
 
-export function ordersRoutes({ store, clock, limits }: RouteDeps) {
+export function ordersRoutes({ store, clock, rateLimiters }: RouteDeps) {
   return createRouter()
-    .openapi(placeOrder(limits.orders), async (c) => {
+    .openapi(placeOrder(rateLimiters.orders), async (c) => {
       const body = c.req.valid("json");
-      assertMayActFor(callerOf(c), body.userId);
+      actingFor(c, body.userId);
       const idempotency = idempotentRequest(c, c.req.valid("header")["idempotency-key"], body, 201);
       const result = await store.placeOrder({ ...body, now: clock.now(), idempotency });
       if (result.replayed) return replay(c, result);
@@ -141,19 +132,18 @@ export function ordersRoutes({ store, clock, limits }: RouteDeps) {
     })
     .openapi(getOrder, async (c) => {
       const order = await store.getOrder(c.req.valid("param").orderId);
-      assertMayActFor(callerOf(c), order.userId);
+      actingFor(c, order.userId);
       return c.json(order, 200);
     })
     .openapi(listUserOrders, async (c) => {
-      const { userId } = c.req.valid("param");
-      assertMayActFor(callerOf(c), userId);
+      const userId = actingFor(c, c.req.valid("param").userId);
       const { limit, cursor } = c.req.valid("query");
       return c.json(await store.listUserOrders(userId, { limit, after: cursor }), 200);
     })
     .openapi(cancelOrder, async (c) => {
       const { orderId } = c.req.valid("param");
       // An order's owner never changes, so checking it before the cancel transaction is race-free.
-      assertMayActFor(callerOf(c), (await store.getOrder(orderId)).userId);
+      actingFor(c, (await store.getOrder(orderId)).userId);
       return c.json(await store.cancelOrder({ orderId, now: clock.now() }), 200);
     });
 }

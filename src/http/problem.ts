@@ -1,16 +1,21 @@
+import { z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import type { ErrorCode } from "../domain/errors.ts";
+import { type ErrorCode, errorCodes } from "../domain/errors.ts";
 
 /** RFC 9457 problem details, plus our stable `code`. */
-export interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  code: ErrorCode;
-  errors?: { path: string; message: string }[];
-}
+export const problemSchema = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.int(),
+    detail: z.string(),
+    code: z.enum(errorCodes),
+    errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+  })
+  .openapi("Problem");
+
+export type Problem = z.infer<typeof problemSchema>;
 
 const catalog: Record<ErrorCode, { status: ContentfulStatusCode; title: string }> = {
   VALIDATION_FAILED: { status: 400, title: "The request is not valid" },
@@ -59,3 +64,33 @@ export function problemResponse(c: Context, problem: Problem, headers?: Record<s
     "Content-Type": "application/problem+json",
   });
 }
+
+const problemContent = { "application/problem+json": { schema: problemSchema } };
+
+/**
+ * Documents a route's error responses (for createRoute) from the codes it can answer with. Each code's
+ * status comes from the catalog above, which also builds the responses, so a code cannot be documented
+ * under a status it is never sent with. Codes sharing a status share one response that lists them.
+ */
+export function problems(...codes: ErrorCode[]) {
+  const codesByStatus = new Map<number, Set<ErrorCode>>();
+  for (const code of codes) {
+    const status = statusOf(code);
+    codesByStatus.set(status, (codesByStatus.get(status) ?? new Set()).add(code));
+  }
+  const out: Record<number, { description: string; content: typeof problemContent }> = {};
+  for (const [status, shared] of codesByStatus) {
+    out[status] = { description: [...shared].join(", "), content: problemContent };
+  }
+  return out;
+}
+
+/** The answers every route that needs a token can give besides its own. */
+export const authProblems = ["UNAUTHENTICATED", "FORBIDDEN"] as const satisfies readonly ErrorCode[];
+
+/** The answers every route that reads a JSON body can give: not valid, too large, not JSON. */
+export const bodyProblems = [
+  "VALIDATION_FAILED",
+  "PAYLOAD_TOO_LARGE",
+  "UNSUPPORTED_MEDIA_TYPE",
+] as const satisfies readonly ErrorCode[];

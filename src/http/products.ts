@@ -1,8 +1,9 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { DAY_MS, limits } from "../domain/limits.ts";
 import { requireAdmin } from "./auth.ts";
+import { authProblems, bodyProblems, problems } from "./problem.ts";
 import { bearerAuth, createRouter, type RouteDeps } from "./router.ts";
-import { authProblems, boundedIntQuery, idParam, nameField, pageOf, pageQuery, problems } from "./schemas.ts";
+import { boundedIntQuery, idParam, nameField, pageOf, pageQuery } from "./schemas.ts";
 
 export const productSchema = z
   .object({ id: z.int(), name: z.string(), price: z.int(), stock: z.int() })
@@ -37,7 +38,7 @@ const createProduct = createRoute({
   },
   responses: {
     201: { description: "Created", content: { "application/json": { schema: productSchema } } },
-    ...problems({ 400: "VALIDATION_FAILED", ...authProblems, 413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE" }),
+    ...problems(...bodyProblems, ...authProblems),
   },
 });
 
@@ -52,7 +53,7 @@ const listProducts = createRoute({
       description: "A page of products",
       content: { "application/json": { schema: pageOf(productSchema, "ProductPage") } },
     },
-    ...problems({ 400: "VALIDATION_FAILED" }),
+    ...problems("VALIDATION_FAILED"),
   },
 });
 
@@ -73,7 +74,7 @@ const popularProducts = createRoute({
       description: "Best sellers, most sold first",
       content: { "application/json": { schema: z.object({ items: z.array(popularProductSchema) }) } },
     },
-    ...problems({ 400: "VALIDATION_FAILED" }),
+    ...problems("VALIDATION_FAILED"),
   },
 });
 
@@ -85,7 +86,7 @@ const getProduct = createRoute({
   request: { params: z.object({ productId: idParam("productId") }) },
   responses: {
     200: { description: "The product", content: { "application/json": { schema: productSchema } } },
-    ...problems({ 400: "VALIDATION_FAILED", 404: "PRODUCT_NOT_FOUND" }),
+    ...problems("VALIDATION_FAILED", "PRODUCT_NOT_FOUND"),
   },
 });
 

@@ -25,7 +25,7 @@ export interface AppDeps {
 
 /** What the routers get from createApp: the dependencies plus the per-caller limiters built from config. */
 export interface RouteDeps extends AppDeps {
-  limits: { couponClaims: MiddlewareHandler<AppEnv>; orders: MiddlewareHandler<AppEnv> };
+  rateLimiters: { couponClaims: MiddlewareHandler<AppEnv>; orders: MiddlewareHandler<AppEnv> };
 }
 
 const targetNames: Record<string, string> = { json: "body", param: "path", query: "query", header: "header" };
@@ -50,7 +50,7 @@ export function createRouter(): OpenAPIHono<AppEnv> {
 }
 
 /**
- * The idempotency claim for a request: its fingerprint covers the method, the path and the validated
+ * The idempotency record for a request: its fingerprint covers the method, the path and the validated
  * body, so the same key sent with anything different is recognised as a different request.
  */
 export function idempotentRequest(

@@ -1,5 +1,4 @@
 import { z } from "@hono/zod-openapi";
-import { errorCodes } from "../domain/errors.ts";
 import { limits } from "../domain/limits.ts";
 
 /**
@@ -73,31 +72,6 @@ export function pageOf<T extends z.ZodType>(item: T, name: string) {
     })
     .openapi(name);
 }
-
-export const problemSchema = z
-  .object({
-    type: z.string(),
-    title: z.string(),
-    status: z.int(),
-    detail: z.string(),
-    code: z.enum(errorCodes),
-    errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
-  })
-  .openapi("Problem");
-
-const problemContent = { "application/problem+json": { schema: problemSchema } };
-
-/** Documents error responses; the descriptions list the codes a route can answer with. */
-export function problems(byStatus: Partial<Record<400 | 401 | 403 | 404 | 409 | 413 | 415 | 422 | 429, string>>) {
-  const out: Record<number, { description: string; content: typeof problemContent }> = {};
-  for (const [status, description] of Object.entries(byStatus)) {
-    out[Number(status)] = { description, content: problemContent };
-  }
-  return out;
-}
-
-/** The answers every route that needs a token can give besides its own. */
-export const authProblems = { 401: "UNAUTHENTICATED", 403: "FORBIDDEN" } as const;
 
 export const idempotencyHeaders = z.object({
   "idempotency-key": z

@@ -1,9 +1,9 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { assertMayActFor } from "../domain/access.ts";
 import { limits } from "../domain/limits.ts";
-import { callerOf, requireAdmin, requireCaller } from "./auth.ts";
+import { actingFor, requireAdmin, requireCaller } from "./auth.ts";
+import { authProblems, bodyProblems, problems } from "./problem.ts";
 import { bearerAuth, createRouter, idempotentRequest, type RouteDeps, replay } from "./router.ts";
-import { idempotencyHeaders, nameField, pageOf, pageQuery, problems, timestamp, userIdParams } from "./schemas.ts";
+import { idempotencyHeaders, nameField, pageOf, pageQuery, timestamp, userIdParams } from "./schemas.ts";
 
 export const userSchema = z
   .object({ id: z.int(), name: z.string(), balance: z.int().openapi({ description: "Points, in won." }) })
@@ -36,13 +36,7 @@ const createUser = createRoute({
   },
   responses: {
     201: { description: "Created", content: { "application/json": { schema: userSchema } } },
-    ...problems({
-      400: "VALIDATION_FAILED",
-      401: "UNAUTHENTICATED",
-      403: "FORBIDDEN",
-      413: "PAYLOAD_TOO_LARGE",
-      415: "UNSUPPORTED_MEDIA_TYPE",
-    }),
+    ...problems(...bodyProblems, ...authProblems),
   },
 });
 
@@ -56,7 +50,7 @@ const getUser = createRoute({
   request: { params: userIdParams },
   responses: {
     200: { description: "The user", content: { "application/json": { schema: userSchema } } },
-    ...problems({ 400: "VALIDATION_FAILED", 401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "USER_NOT_FOUND" }),
+    ...problems("VALIDATION_FAILED", ...authProblems, "USER_NOT_FOUND"),
   },
 });
 
@@ -70,7 +64,7 @@ const getPoints = createRoute({
   request: { params: userIdParams },
   responses: {
     200: { description: "The balance", content: { "application/json": { schema: pointBalanceSchema } } },
-    ...problems({ 400: "VALIDATION_FAILED", 401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "USER_NOT_FOUND" }),
+    ...problems("VALIDATION_FAILED", ...authProblems, "USER_NOT_FOUND"),
   },
 });
 
@@ -96,16 +90,7 @@ const chargePoints = createRoute({
   },
   responses: {
     200: { description: "The new balance", content: { "application/json": { schema: pointBalanceSchema } } },
-    ...problems({
-      400: "VALIDATION_FAILED",
-      401: "UNAUTHENTICATED",
-      403: "FORBIDDEN",
-      404: "USER_NOT_FOUND",
-      409: "BALANCE_LIMIT_EXCEEDED",
-      413: "PAYLOAD_TOO_LARGE",
-      415: "UNSUPPORTED_MEDIA_TYPE",
-      422: "IDEMPOTENCY_KEY_REUSED",
-    }),
+    ...problems(...bodyProblems, ...authProblems, "USER_NOT_FOUND", "BALANCE_LIMIT_EXCEEDED", "IDEMPOTENCY_KEY_REUSED"),
   },
 });
 
@@ -122,15 +107,9 @@ const pointHistory = createRoute({
       description: "A page of history",
       content: { "application/json": { schema: pageOf(pointHistoryEntrySchema, "PointHistoryPage") } },
     },
-    ...problems({ 400: "VALIDATION_FAILED", 401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "USER_NOT_FOUND" }),
+    ...problems("VALIDATION_FAILED", ...authProblems, "USER_NOT_FOUND"),
   },
 });
-
-/** The user id of the path, once the caller is known to act for that user. */
-function ownUserId(c: Parameters<typeof callerOf>[0], userId: number): number {
-  assertMayActFor(callerOf(c), userId);
-  return userId;
-}
 
 export function usersRoutes({ store, clock }: RouteDeps) {
   return createRouter()
@@ -138,13 +117,13 @@ export function usersRoutes({ store, clock }: RouteDeps) {
       const { name } = c.req.valid("json");
       return c.json(await store.createUser(name, clock.now()), 201);
     })
-    .openapi(getUser, async (c) => c.json(await store.getUser(ownUserId(c, c.req.valid("param").userId)), 200))
+    .openapi(getUser, async (c) => c.json(await store.getUser(actingFor(c, c.req.valid("param").userId)), 200))
     .openapi(getPoints, async (c) => {
-      const user = await store.getUser(ownUserId(c, c.req.valid("param").userId));
+      const user = await store.getUser(actingFor(c, c.req.valid("param").userId));
       return c.json({ userId: user.id, balance: user.balance }, 200);
     })
     .openapi(chargePoints, async (c) => {
-      const userId = ownUserId(c, c.req.valid("param").userId);
+      const userId = actingFor(c, c.req.valid("param").userId);
       const body = c.req.valid("json");
       const idempotency = idempotentRequest(c, c.req.valid("header")["idempotency-key"], body, 200);
       const result = await store.chargePoints({ userId, amount: body.amount, now: clock.now(), idempotency });
@@ -153,7 +132,7 @@ export function usersRoutes({ store, clock }: RouteDeps) {
     })
     .openapi(pointHistory, async (c) => {
       const { limit, cursor } = c.req.valid("query");
-      const userId = ownUserId(c, c.req.valid("param").userId);
+      const userId = actingFor(c, c.req.valid("param").userId);
       return c.json(await store.listPointHistory(userId, { limit, after: cursor }), 200);
     });
 }

@@ -32,7 +32,7 @@ export function createMetrics() {
     }),
     couponClaims: new Counter({
       name: "flashcart_coupon_claims_total",
-      help: "Coupon claims by outcome (issued, or the error code)",
+      help: "Coupon claims by outcome (claimed, or the error code)",
       labelNames: ["outcome"] as const,
       registers,
     }),
@@ -56,14 +56,18 @@ export type Metrics = ReturnType<typeof createMetrics>;
 
 const outcomeOf = (error: unknown) => (error instanceof DomainError ? error.code : "error");
 
-/** Labelled children looked up once per label value: hashing labels on every call was measurable. */
-function childCache<C>(make: (label: string) => C): (label: string) => C {
+/**
+ * A metric's labelled children, each made once per key and kept: prom-client hashes the labels on every
+ * `labels()` call, which was measurable per request. Several labels share one key, joined by spaces
+ * (no label value here contains one), which `make` splits on the first use only.
+ */
+export function childCache<C>(make: (key: string) => C): (key: string) => C {
   const children = new Map<string, C>();
-  return (label) => {
-    let child = children.get(label);
+  return (key) => {
+    let child = children.get(key);
     if (child === undefined) {
-      child = make(label);
-      children.set(label, child);
+      child = make(key);
+      children.set(key, child);
     }
     return child;
   };
@@ -119,7 +123,7 @@ export function instrumentStore(store: Store, metrics: Metrics): Store {
           ok.observe((performance.now() - started) / 1000);
           if (counter !== null) {
             const replayed = (result as { replayed?: boolean }).replayed === true;
-            counter(operation === "claimCoupon" ? "issued" : replayed ? "replayed" : "paid").inc();
+            counter(operation === "claimCoupon" ? "claimed" : replayed ? "replayed" : "paid").inc();
           }
           return result;
         },

@@ -56,7 +56,7 @@ describe("observability", () => {
     expect(
       value('flashcart_http_request_duration_seconds_count{method="GET",route="/api/users/:userId",status="200"}'),
     ).toBe(1);
-    expect(value('flashcart_coupon_claims_total{outcome="issued"}')).toBe(1);
+    expect(value('flashcart_coupon_claims_total{outcome="claimed"}')).toBe(1);
     expect(value('flashcart_coupon_claims_total{outcome="COUPON_ALREADY_ISSUED"}')).toBe(1);
     expect(value('flashcart_orders_total{outcome="paid"}')).toBe(1);
     expect(value('flashcart_orders_total{outcome="INSUFFICIENT_STOCK"}')).toBe(1);
