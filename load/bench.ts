@@ -22,6 +22,7 @@ import postgres from "postgres";
 import { signToken } from "../src/auth/tokens.ts";
 import { couponStrategies } from "../src/store/pg/coupon-strategies.ts";
 import { brokenInvariants } from "./invariants.ts";
+import { type ListeningProcess, spawnListening } from "./process.ts";
 import { type BenchRun, renderMarkdown, renderSvg, type ScenarioResult } from "./report.ts";
 import { type LoadResult, type LoadTool, runK6, runWrk } from "./tools.ts";
 
@@ -141,40 +142,7 @@ function versionOf(cmd: string[]): string {
   return `${out.stdout.toString()}${out.stderr.toString()}`.trim().split("\n")[0] ?? "unknown";
 }
 
-interface Service {
-  url: string;
-  proc: Bun.Subprocess;
-}
-
-/** Starts a process and waits for its JSON "… listening" line. */
-async function startProcess(cmd: string[], env: Record<string, string>): Promise<Service> {
-  const proc = Bun.spawn(cmd, { cwd: root, env: { ...process.env, ...env }, stdout: "pipe", stderr: "inherit" });
-  const reader = proc.stdout.getReader();
-  let text = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`${cmd.join(" ")} exited before listening`);
-    text += new TextDecoder().decode(value);
-    const listening = text
-      .split("\n")
-      .filter((line) => line.startsWith("{"))
-      .map((line) => {
-        try {
-          return JSON.parse(line) as { msg?: string; url?: string };
-        } catch {
-          return {};
-        }
-      })
-      .find((line) => line.msg?.endsWith("listening"));
-    if (listening?.url !== undefined) {
-      reader.releaseLock();
-      void proc.stdout.pipeTo(new WritableStream()); // keep draining its logs
-      return { url: listening.url.replace(/\/$/, "").replace("0.0.0.0", "127.0.0.1"), proc };
-    }
-  }
-}
-
-async function stop(service: Service): Promise<void> {
+async function stop(service: ListeningProcess): Promise<void> {
   service.proc.kill("SIGTERM");
   const code = await service.proc.exited;
   if (code !== 0) throw new Error(`the service exited with ${code} on SIGTERM`);
@@ -305,7 +273,11 @@ async function runVariant(
     );
     if (seed.exitCode !== 0) throw new Error(`seed failed: ${seed.stderr.toString()}`);
 
-    const service = await startProcess([process.execPath, "src/index.ts"], deployment.env);
+    const service = await spawnListening([process.execPath, "src/index.ts"], {
+      cwd: root,
+      env: { ...process.env, ...deployment.env },
+      stderr: "inherit",
+    });
     try {
       for (const [index, name] of options.scenarios.entries()) {
         const scenarioResults = await runScenario(
@@ -343,7 +315,7 @@ async function runVariant(
 async function runScenario(
   name: ScenarioName,
   variant: Variant,
-  service: Service,
+  service: ListeningProcess,
   options: Options,
   tool: LoadTool,
   secret: string,
@@ -429,7 +401,11 @@ async function main(): Promise<void> {
     process.stdout.write(
       `  ceiling: hello-world, ${options.connections} connections, ${Math.min(options.duration, 10)} s … `,
     );
-    const hello = await startProcess([process.execPath, "load/hello.ts"], { PORT: "0" });
+    const hello = await spawnListening([process.execPath, "load/hello.ts"], {
+      cwd: root,
+      env: { ...process.env, PORT: "0" },
+      stderr: "inherit",
+    });
     const ceilingLoad =
       tool === "wrk"
         ? await runWrk({
