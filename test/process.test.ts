@@ -3,7 +3,7 @@
  */
 
 import { Database } from "bun:sqlite";
-import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterEach, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -14,9 +14,6 @@ import { brokenInvariants } from "../load/invariants.ts";
 import { type ListeningProcess, spawnListening } from "../load/process.ts";
 import { type Client, client } from "./support/api.ts";
 import { backends, TEST_DATABASE_URL, tokenFor } from "./support/server.ts";
-
-// Real servers on real databases (PostgreSQL too): more than the default 5 s on a busy machine.
-setDefaultTimeout(60_000);
 
 const entry = resolve(import.meta.dir, "../src/index.ts");
 const cleanups: (() => void)[] = [];
