@@ -19,11 +19,11 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { RedisClient } from "bun";
 import postgres from "postgres";
-import { signToken } from "../src/auth/tokens.ts";
 import { couponStrategies } from "../src/store/pg/coupon-strategies.ts";
 import { brokenInvariants } from "./invariants.ts";
+import { type ListeningProcess, spawnListening } from "./process.ts";
 import { type BenchRun, renderMarkdown, renderSvg, type ScenarioResult } from "./report.ts";
-import { type LoadResult, type LoadTool, runK6, runWrk } from "./tools.ts";
+import { type LoadDriver, type LoadResult, LoadToolMissing, loadDriver, versionOf } from "./tools.ts";
 
 const root = resolve(import.meta.dir, "..");
 
@@ -118,63 +118,7 @@ function parseOptions(argv: string[]): Options {
   };
 }
 
-function pickTool(wanted: Options["tool"]): LoadTool {
-  const has = (cmd: string) => Bun.which(cmd) !== null;
-  if (wanted === "k6" || (wanted === "auto" && has("k6"))) {
-    if (!has("k6")) throw new Error("k6 is not on PATH");
-    return "k6";
-  }
-  if (has("wrk")) return "wrk";
-  console.error(
-    [
-      "Neither k6 nor wrk is installed. Install one of them:",
-      "  Debian/Ubuntu: sudo apt-get install wrk",
-      "  macOS:         brew install wrk      (or: brew install k6)",
-      "  k6 elsewhere:  https://grafana.com/docs/k6/latest/set-up/install-k6/",
-    ].join("\n"),
-  );
-  process.exit(2);
-}
-
-function versionOf(cmd: string[]): string {
-  const out = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe" });
-  return `${out.stdout.toString()}${out.stderr.toString()}`.trim().split("\n")[0] ?? "unknown";
-}
-
-interface Service {
-  url: string;
-  proc: Bun.Subprocess;
-}
-
-/** Starts a process and waits for its JSON "… listening" line. */
-async function startProcess(cmd: string[], env: Record<string, string>): Promise<Service> {
-  const proc = Bun.spawn(cmd, { cwd: root, env: { ...process.env, ...env }, stdout: "pipe", stderr: "inherit" });
-  const reader = proc.stdout.getReader();
-  let text = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`${cmd.join(" ")} exited before listening`);
-    text += new TextDecoder().decode(value);
-    const listening = text
-      .split("\n")
-      .filter((line) => line.startsWith("{"))
-      .map((line) => {
-        try {
-          return JSON.parse(line) as { msg?: string; url?: string };
-        } catch {
-          return {};
-        }
-      })
-      .find((line) => line.msg?.endsWith("listening"));
-    if (listening?.url !== undefined) {
-      reader.releaseLock();
-      void proc.stdout.pipeTo(new WritableStream()); // keep draining its logs
-      return { url: listening.url.replace(/\/$/, "").replace("0.0.0.0", "127.0.0.1"), proc };
-    }
-  }
-}
-
-async function stop(service: Service): Promise<void> {
+async function stop(service: ListeningProcess): Promise<void> {
   service.proc.kill("SIGTERM");
   const code = await service.proc.exited;
   if (code !== 0) throw new Error(`the service exited with ${code} on SIGTERM`);
@@ -284,9 +228,8 @@ async function deploy(variant: Variant, options: Options, secret: string): Promi
 async function runVariant(
   variant: Variant,
   options: Options,
-  tool: LoadTool,
+  driver: LoadDriver,
   secret: string,
-  tokensFile: string,
   ceilingRps: number,
 ): Promise<ScenarioResult[]> {
   const deployment = await deploy(variant, options, secret);
@@ -305,23 +248,17 @@ async function runVariant(
     );
     if (seed.exitCode !== 0) throw new Error(`seed failed: ${seed.stderr.toString()}`);
 
-    const service = await startProcess([process.execPath, "src/index.ts"], deployment.env);
+    const service = await spawnListening([process.execPath, "src/index.ts"], {
+      cwd: root,
+      env: { ...process.env, ...deployment.env },
+      stderr: "inherit",
+    });
     try {
       for (const [index, name] of options.scenarios.entries()) {
-        const scenarioResults = await runScenario(
-          name,
-          variant,
-          service,
-          options,
-          tool,
-          secret,
-          tokensFile,
-          ceilingRps,
-          {
-            measured: 2 * index + 1,
-            warmUp: 2 * index + 2,
-          },
-        );
+        const scenarioResults = await runScenario(name, variant, service, options, driver, ceilingRps, {
+          measured: 2 * index + 1,
+          warmUp: 2 * index + 2,
+        });
         const broken = await deployment.invariants();
         const serverErrors = scenarioResults.reduce((sum, r) => sum + r.serverErrors, 0);
         if (serverErrors > 0) broken.push(`${serverErrors} responses were 5xx`);
@@ -343,11 +280,9 @@ async function runVariant(
 async function runScenario(
   name: ScenarioName,
   variant: Variant,
-  service: Service,
+  service: ListeningProcess,
   options: Options,
-  tool: LoadTool,
-  secret: string,
-  tokensFile: string,
+  driver: LoadDriver,
   ceilingRps: number,
   coupon: { measured: number; warmUp: number },
 ): Promise<ScenarioResult[]> {
@@ -355,27 +290,12 @@ async function runScenario(
   const results: ScenarioResult[] = [];
   // Warm-up, not measured: lets the JIT compile the hot paths before the first measured request.
   const warmUp = { connections: 50, thinkMs: 0, seconds: options.quick ? 1 : 3 };
-  if (tool === "wrk") {
-    await runWrk({ url: service.url, kind, ...warmUp, tokensFile, products: PRODUCTS, couponId: coupon.warmUp });
-  } else {
-    await runK6({ url: service.url, kind, ...warmUp, users: options.users, secret, name, couponId: coupon.warmUp });
-  }
+  await driver.run({ url: service.url, kind, ...warmUp, couponId: coupon.warmUp });
   for (const phase of phasesOf(name, options)) {
     process.stdout.write(
       `  ${variant} ${name}: ${phase.connections} connections, ${phase.seconds} s${phase.thinkMs ? `, think ${phase.thinkMs} ms` : ""} … `,
     );
-    const load =
-      tool === "wrk"
-        ? await runWrk({ url: service.url, kind, ...phase, tokensFile, products: PRODUCTS, couponId: coupon.measured })
-        : await runK6({
-            url: service.url,
-            kind,
-            ...phase,
-            users: options.users,
-            secret,
-            name,
-            couponId: coupon.measured,
-          });
+    const load = await driver.run({ url: service.url, kind, ...phase, couponId: coupon.measured });
     const seconds = load.durationUs / 1e6;
     const failures = failed(load);
     const result: ScenarioResult = {
@@ -410,62 +330,45 @@ async function runScenario(
   return results;
 }
 
-async function writeTokens(file: string, secret: Uint8Array, users: number): Promise<void> {
-  const lines: string[] = [];
-  for (let id = 1; id <= users; id++) lines.push(await signToken(secret, { sub: String(id), role: "user" }, 6 * 3600));
-  await Bun.write(file, `${lines.join("\n")}\n`);
-}
-
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
-  const tool = pickTool(options.tool);
   const secret = randomBytes(32).toString("hex");
   const work = mkdtempSync(join(tmpdir(), "flashcart-bench-"));
-  const tokensFile = join(work, "tokens.txt");
   try {
-    console.log(`flashcart bench with ${tool}: ${options.variants.join(", ")} × ${options.scenarios.join(", ")}`);
-    if (tool === "wrk") await writeTokens(tokensFile, new TextEncoder().encode(secret), options.users);
+    const driver = await loadDriver(options.tool, { secret, users: options.users, products: PRODUCTS, workDir: work });
+    console.log(
+      `flashcart bench with ${driver.tool}: ${options.variants.join(", ")} × ${options.scenarios.join(", ")}`,
+    );
 
     process.stdout.write(
       `  ceiling: hello-world, ${options.connections} connections, ${Math.min(options.duration, 10)} s … `,
     );
-    const hello = await startProcess([process.execPath, "load/hello.ts"], { PORT: "0" });
-    const ceilingLoad =
-      tool === "wrk"
-        ? await runWrk({
-            url: hello.url,
-            kind: "hello",
-            connections: options.connections,
-            thinkMs: 0,
-            seconds: Math.min(options.duration, 10),
-            tokensFile,
-            products: 0,
-            couponId: 0,
-          })
-        : await runK6({
-            url: hello.url,
-            kind: "hello",
-            connections: options.connections,
-            thinkMs: 0,
-            seconds: Math.min(options.duration, 10),
-            users: 0,
-            secret,
-            name: "hello",
-            couponId: 0,
-          });
+    const hello = await spawnListening([process.execPath, "load/hello.ts"], {
+      cwd: root,
+      env: { ...process.env, PORT: "0" },
+      stderr: "inherit",
+    });
+    const ceilingLoad = await driver.run({
+      url: hello.url,
+      kind: "hello",
+      connections: options.connections,
+      thinkMs: 0,
+      seconds: Math.min(options.duration, 10),
+      couponId: 0,
+    });
     await stop(hello);
     const ceilingRps = ceilingLoad.requests / (ceilingLoad.durationUs / 1e6);
     console.log(`${Math.round(ceilingRps)} req/s`);
 
     const results: ScenarioResult[] = [];
     for (const variant of options.variants) {
-      results.push(...(await runVariant(variant, options, tool, secret, tokensFile, ceilingRps)));
+      results.push(...(await runVariant(variant, options, driver, secret, ceilingRps)));
     }
 
     const run: BenchRun = {
       startedAt: new Date().toISOString(),
-      tool,
-      toolVersion: versionOf(tool === "wrk" ? ["wrk", "-v"] : ["k6", "version"]),
+      tool: driver.tool,
+      toolVersion: driver.version,
       bunVersion: Bun.version,
       cpus: cpus().length,
       cpuModel: cpus()[0]?.model ?? "unknown",
@@ -494,6 +397,6 @@ async function main(): Promise<void> {
 if (import.meta.main) {
   main().catch((error) => {
     console.error(error instanceof Error ? error.message : error);
-    process.exit(1);
+    process.exit(error instanceof LoadToolMissing ? 2 : 1);
   });
 }

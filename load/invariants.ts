@@ -1,30 +1,15 @@
-import { Database } from "bun:sqlite";
-import type postgres from "postgres";
-
-/** Runs one read-only query; the SQL below is valid on SQLite and PostgreSQL alike. */
-type Query = (sql: string) => Promise<Record<string, unknown>[]>;
-
-function queryOf(source: Database | postgres.Sql): Query {
-  if (source instanceof Database) return async (sql) => source.query(sql).all() as Record<string, unknown>[];
-  // PostgreSQL returns count() and bigint sums as strings: compare them as numbers.
-  return async (sql) =>
-    (await source.unsafe(sql)).map((row) =>
-      Object.fromEntries(
-        Object.entries(row).map(([k, v]) => [k, typeof v === "string" && /^-?[0-9]+$/.test(v) ? Number(v) : v]),
-      ),
-    );
-}
+import { type RowSource, rowReader } from "./rows.ts";
 
 /**
  * Reads the database and lists every broken invariant (empty when all hold). Used by the bench after
  * each scenario, and by the tests after races and after every step of the property test.
  */
 export async function brokenInvariants(
-  source: Database | postgres.Sql,
+  source: RowSource,
   initialStock: Map<number, number> = new Map(),
 ): Promise<string[]> {
   const broken: string[] = [];
-  const query = queryOf(source);
+  const query = rowReader(source);
   const rows = async <T>(sql: string) => (await query(sql)) as T[];
 
   for (const r of await rows<{ id: number; issued: number; total: number; held: number }>(

@@ -1,7 +1,8 @@
-/** Drives load with wrk or k6 and returns one result shape for both. */
+/** Drives load with wrk or k6 and returns one result shape for both; `loadDriver` decides which. */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { signToken } from "../src/auth/tokens.ts";
 
 export type LoadTool = "wrk" | "k6";
 
@@ -13,20 +14,20 @@ export interface LoadResult {
   socketErrors: { connect: number; read: number; write: number; timeout: number };
 }
 
-interface Phase {
+export interface Phase {
   url: string;
   kind: "coupon" | "order" | "hello";
   connections: number;
   thinkMs: number;
   seconds: number;
+  /** The drop the coupon scenario claims (ignored by the others). */
+  couponId: number;
 }
 
 const root = resolve(import.meta.dir, "..");
 
 /** wrk is closed-loop: each connection waits for its response (and the think time) before the next request. */
-export async function runWrk(
-  phase: Phase & { tokensFile: string; products: number; couponId: number },
-): Promise<LoadResult> {
+async function runWrk(phase: Phase & { tokensFile: string; products: number }): Promise<LoadResult> {
   const script = phase.kind === "hello" ? "load/wrk/hello.lua" : "load/wrk/flashcart.lua";
   const args = [
     "wrk",
@@ -65,9 +66,7 @@ export async function runWrk(
 }
 
 /** k6 runs the scripts in load/k6 against an already seeded service (SEEDED=1 skips their own setup). */
-export async function runK6(
-  phase: Phase & { users: number; secret: string; name: string; couponId: number },
-): Promise<LoadResult> {
+async function runK6(phase: Phase & { users: number; secret: string }): Promise<LoadResult> {
   const dir = mkdtempSync(join(tmpdir(), "flashcart-k6-"));
   const summary = join(dir, "summary.json");
   const scenario = phase.thinkMs > 0 ? "report" : "bench";
@@ -115,4 +114,61 @@ export async function runK6(
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** A load tool, chosen and prepared once: the bench runs every phase through it without asking which. */
+export interface LoadDriver {
+  tool: LoadTool;
+  /** What the tool says of its version, for the report. */
+  version: string;
+  run(phase: Phase): Promise<LoadResult>;
+}
+
+/** Neither k6 nor wrk is installed (or the one asked for is not). */
+export class LoadToolMissing extends Error {}
+
+const INSTALL_HINT = [
+  "Install one of them:",
+  "  Debian/Ubuntu: sudo apt-get install wrk",
+  "  macOS:         brew install wrk      (or: brew install k6)",
+  "  k6 elsewhere:  https://grafana.com/docs/k6/latest/set-up/install-k6/",
+].join("\n");
+
+/** The first line a command prints (a tool's version, a commit hash). */
+export function versionOf(cmd: string[]): string {
+  const out = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe" });
+  return `${out.stdout.toString()}${out.stderr.toString()}`.trim().split("\n")[0] ?? "unknown";
+}
+
+/**
+ * The one place that decides the load tool: k6 when asked for, or with "auto" when it is on PATH (its
+ * scripts sign their own tokens); otherwise wrk, which reads one pre-signed token per seeded user from
+ * a file written here into `workDir`.
+ */
+export async function loadDriver(
+  wanted: "auto" | LoadTool,
+  context: { secret: string; users: number; products: number; workDir: string },
+): Promise<LoadDriver> {
+  const has = (cmd: string) => Bun.which(cmd) !== null;
+  if (wanted === "k6" || (wanted === "auto" && has("k6"))) {
+    if (!has("k6")) throw new LoadToolMissing(`k6 is not on PATH. ${INSTALL_HINT}`);
+    return {
+      tool: "k6",
+      version: versionOf(["k6", "version"]),
+      run: (phase) => runK6({ ...phase, users: phase.kind === "hello" ? 0 : context.users, secret: context.secret }),
+    };
+  }
+  if (!has("wrk")) throw new LoadToolMissing(`Neither k6 nor wrk is installed. ${INSTALL_HINT}`);
+  const tokensFile = join(context.workDir, "tokens.txt");
+  const key = new TextEncoder().encode(context.secret);
+  const lines: string[] = [];
+  for (let id = 1; id <= context.users; id++) {
+    lines.push(await signToken(key, { sub: String(id), role: "user" }, 6 * 3600));
+  }
+  await Bun.write(tokensFile, `${lines.join("\n")}\n`);
+  return {
+    tool: "wrk",
+    version: versionOf(["wrk", "-v"]),
+    run: (phase) => runWrk({ ...phase, tokensFile, products: phase.kind === "hello" ? 0 : context.products }),
+  };
 }

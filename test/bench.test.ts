@@ -1,12 +1,9 @@
 /** The bench's own parts: its invariant checker must catch a corrupted database, and its report must say what ran. */
 import { Database } from "bun:sqlite";
-import { expect, setDefaultTimeout, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { brokenInvariants } from "../load/invariants.ts";
 import { type BenchRun, renderMarkdown, renderSvg } from "../load/report.ts";
 import { startServer } from "./support/server.ts";
-
-// Real servers on real databases (PostgreSQL too): more than the default 5 s on a busy machine.
-setDefaultTimeout(60_000);
 
 test("the invariant checker passes a healthy database and names every corruption", async () => {
   const server = await startServer();

@@ -6,6 +6,7 @@ import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { spawnListening } from "../load/process.ts";
 import { renderEmbeddedMigrations } from "../src/cli/embed-migrations.ts";
 import { pgMigrations, sqliteMigrations } from "../src/store/migrations.generated.ts";
 import { client } from "./support/api.ts";
@@ -59,26 +60,11 @@ test("built, copied alone into an empty directory: migrates, serves a claim and 
   expect(run(["--version"])).toBe(packageJson.version);
   expect(run(["--help"])).toContain("usage: flashcart [command]");
 
-  const server = Bun.spawn([binary, "serve"], {
+  const { proc: server, url } = await spawnListening([binary, "serve"], {
     cwd: dir,
     env: { PATH: process.env.PATH ?? "", PORT: "0", HOST: "127.0.0.1", LOG_SAMPLE: "0" },
-    stdout: "pipe",
-    stderr: "pipe",
   });
   try {
-    const reader = server.stdout.getReader();
-    let text = "";
-    while (!text.includes("flashcart listening")) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`binary exited: ${await new Response(server.stderr).text()}`);
-      text += new TextDecoder().decode(value);
-    }
-    reader.releaseLock();
-    void server.stdout.pipeTo(new WritableStream());
-    const url = (
-      JSON.parse(text.split("\n").find((l) => l.includes("flashcart listening")) as string).url as string
-    ).replace(/\/$/, "");
-
     const admin = client(url, run(["token", "--admin"]));
     const user = await admin.user("binary", 5000);
     const coupon = await admin.coupon({ totalQuantity: 1 });

@@ -2,26 +2,12 @@
  * Stampedes over a real listening server and a real database file. Every request is in flight at
  * once; afterwards the exact counts are checked over HTTP and in the file itself.
  */
-import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { brokenInvariants } from "../load/invariants.ts";
 import type { Client, Reply } from "./support/api.ts";
-import { backends, startServer, type TestServer } from "./support/server.ts";
+import { describeOnEveryBackend } from "./support/every-backend.ts";
 
-// Real servers on real databases (PostgreSQL too): more than the default 5 s on a busy machine.
-setDefaultTimeout(60_000);
-
-describe.each(backends)("on %s", (backend) => {
-  let server: TestServer;
-  let api: Client;
-
-  beforeEach(async () => {
-    server = await startServer({ backend });
-    api = server.admin;
-  });
-  afterEach(async () => {
-    await server.stop();
-  });
-
+describeOnEveryBackend({ serverPer: "test" }, ({ server, admin: api }) => {
   function tally(replies: Reply[]): Record<string, number> {
     const counts: Record<string, number> = {};
     for (const reply of replies) {

@@ -2,29 +2,21 @@
  * No input produces a 5xx. Broken JSON, wrong types, huge numbers, unknown fields, oversized bodies and
  * bad path or query values are answered with a 4xx problem, and none of them writes anything.
  */
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { beforeAll, describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { type Client, call, expectProblem, type Reply } from "./support/api.ts";
-import { backends, startServer, type TestServer } from "./support/server.ts";
+import { call, expectProblem, type Reply } from "./support/api.ts";
+import { describeOnEveryBackend } from "./support/every-backend.ts";
 
-// Real servers on real databases (PostgreSQL too): more than the default 5 s on a busy machine.
-setDefaultTimeout(60_000);
-
-describe.each(backends)("on %s", (backend) => {
-  let server: TestServer;
-  let admin: Client;
+describeOnEveryBackend(({ server, admin }) => {
   let ids: { user: number; product: number; coupon: number; order: number };
 
   beforeAll(async () => {
-    server = await startServer({ backend });
-    admin = server.admin;
     const user = await admin.user("victim", 10_000);
     const product = await admin.product(1000, 10);
     const coupon = await admin.coupon();
     const order = (await admin.order(user.id, [{ productId: product.id, quantity: 1 }])).body;
     ids = { user: user.id, product: product.id, coupon: coupon.id, order: order.id };
   });
-  afterAll(() => server.stop());
 
   const counts = () =>
     server.get(

@@ -4,15 +4,13 @@
  * PostgreSQL write refuses it. Runs when TEST_DATABASE_URL names a PostgreSQL server.
  */
 
-import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { RedisClient } from "bun";
 import { DomainError } from "../src/domain/errors.ts";
 import { openPg } from "../src/store/pg/database.ts";
 import { PgStore } from "../src/store/pg/store.ts";
 import { backends, TEST_DATABASE_URL } from "./support/server.ts";
-
-setDefaultTimeout(60_000);
 
 const codeOf = async (run: Promise<unknown>) =>
   run.then(

@@ -3,7 +3,7 @@
  */
 
 import { Database } from "bun:sqlite";
-import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterEach, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,11 +11,9 @@ import { join, resolve } from "node:path";
 import { RedisClient } from "bun";
 import postgres from "postgres";
 import { brokenInvariants } from "../load/invariants.ts";
+import { type ListeningProcess, spawnListening } from "../load/process.ts";
 import { type Client, client } from "./support/api.ts";
 import { backends, TEST_DATABASE_URL, tokenFor } from "./support/server.ts";
-
-// Real servers on real databases (PostgreSQL too): more than the default 5 s on a busy machine.
-setDefaultTimeout(60_000);
 
 const entry = resolve(import.meta.dir, "../src/index.ts");
 const cleanups: (() => void)[] = [];
@@ -30,7 +28,7 @@ function tempDir(): string {
 }
 
 interface Running {
-  proc: Bun.Subprocess<"ignore", "pipe", "pipe">;
+  proc: ListeningProcess["proc"];
   url: string;
   /** Messages logged before the server was listening. */
   logs: string[];
@@ -55,31 +53,12 @@ function secretBeside(dbPath: string): Uint8Array {
 
 /** Starts the server on a random port and waits for its "listening" log line. */
 async function launch(cwd: string, env: Record<string, string> = {}): Promise<Running> {
-  const proc = Bun.spawn([process.execPath, entry], {
+  const { proc, url, logs } = await spawnListening([process.execPath, entry], {
     cwd,
     env: { ...process.env, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", JWT_SECRET: "", ...env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
   });
   cleanups.push(() => proc.kill("SIGKILL"));
-  const reader = proc.stdout.getReader();
-  const logs: { msg: string; url?: string }[] = [];
-  let text = "";
-  while (!logs.some((line) => line.msg === "flashcart listening")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`server exited before listening: ${await new Response(proc.stderr).text()}`);
-    text += new TextDecoder().decode(value);
-    const lines = text.split("\n");
-    text = lines.pop() as string;
-    for (const line of lines) logs.push(JSON.parse(line));
-  }
-  reader.releaseLock();
-  // Keep draining its logs (one line per request at info), or a full pipe would stall the server.
-  void proc.stdout.pipeTo(new WritableStream());
-  const listening = logs.find((line) => line.msg === "flashcart listening") as { url: string };
-  const url = listening.url.replace(/\/$/, "");
-  return { proc, url, logs: logs.map((line) => line.msg), anonymous: client(url) };
+  return { proc, url, logs: logs.map((line) => line.msg as string), anonymous: client(url) };
 }
 
 describe("bun start", () => {

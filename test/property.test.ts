@@ -3,14 +3,11 @@
  * server and a plain in-memory model of the rules. After every step the service must answer what the
  * model predicts, show the same balances, stock and coupon counts, and keep every invariant.
  */
-import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { brokenInvariants } from "../load/invariants.ts";
 import type { Client, Reply } from "./support/api.ts";
 import { backends, startServer } from "./support/server.ts";
-
-// Real servers on real databases (PostgreSQL too): more than the default 5 s on a busy machine.
-setDefaultTimeout(60_000);
 
 describe.each(backends)("on %s", (backend) => {
   const PRODUCTS = [

@@ -2,22 +2,13 @@
  * Nobody acts for anyone else: every route × {anonymous, user A, user B, admin} answers exactly as the
  * policy says, and a refused request (401/403) leaves the database byte-for-byte as it was.
  */
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { SignJWT } from "jose";
 import { type Client, call, expectProblem } from "../support/api.ts";
-import { backends, startServer, type TestServer, tokenFor } from "../support/server.ts";
+import { describeOnEveryBackend } from "../support/every-backend.ts";
+import { startServer, tokenFor } from "../support/server.ts";
 
-// Real servers on real databases (PostgreSQL too): more than the default 5 s on a busy machine.
-setDefaultTimeout(60_000);
-
-describe.each(backends)("on %s", (backend) => {
-  let server: TestServer;
-
-  beforeAll(async () => {
-    server = await startServer({ backend });
-  });
-  afterAll(() => server.stop());
-
+describeOnEveryBackend(({ backend, server }) => {
   const TABLES = [
     "users",
     "products",

@@ -1,20 +1,12 @@
 import { Database } from "bun:sqlite";
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import type postgres from "postgres";
 import { MAX_BODY_BYTES } from "../../src/app.ts";
 import { expectProblem } from "../support/api.ts";
-import { backends, startServer, type TestServer } from "../support/server.ts";
+import { describeOnEveryBackend } from "../support/every-backend.ts";
+import { startServer } from "../support/server.ts";
 
-// Real servers on real databases (PostgreSQL too): more than the default 5 s on a busy machine.
-setDefaultTimeout(60_000);
-
-describe.each(backends)("on %s", (backend) => {
-  let server: TestServer;
-  beforeAll(async () => {
-    server = await startServer({ backend });
-  });
-  afterAll(() => server.stop());
-
+describeOnEveryBackend(({ backend, server }) => {
   describe("operations", () => {
     test("GET /health and /ready answer without a token", async () => {
       expect(await server.anonymous.get("/health")).toMatchObject({ status: 200, body: { status: "ok" } });

@@ -1,21 +1,10 @@
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { brokenInvariants } from "../../load/invariants.ts";
 import { DAY_MS } from "../../src/domain/limits.ts";
-import { type Client, expectProblem } from "../support/api.ts";
-import { backends, startServer, type TestServer } from "../support/server.ts";
+import { expectProblem } from "../support/api.ts";
+import { describeOnEveryBackend } from "../support/every-backend.ts";
 
-// Real servers on real databases (PostgreSQL too): more than the default 5 s on a busy machine.
-setDefaultTimeout(60_000);
-
-describe.each(backends)("on %s", (backend) => {
-  let server: TestServer;
-  let admin: Client;
-  beforeAll(async () => {
-    server = await startServer({ backend });
-    admin = server.admin;
-  });
-  afterAll(() => server.stop());
-
+describeOnEveryBackend(({ server, admin }) => {
   /** Everything an order touches, read from the database file. */
   async function snapshot() {
     const all = (sql: string) => server.all(sql);

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RedisClient } from "bun";
 import postgres from "postgres";
+import { rowReader } from "../../load/rows.ts";
 import { createApp } from "../../src/app.ts";
 import { signToken, TokenVerifier } from "../../src/auth/tokens.ts";
 import type { RateLimits } from "../../src/config.ts";
@@ -138,13 +139,6 @@ async function openDatabase(backend: Backend): Promise<Database_> {
   };
 }
 
-/** Numbers come back as numbers from both backends (PostgreSQL sends count() and bigint as text). */
-function normalise(row: Record<string, unknown>): Record<string, unknown> {
-  return Object.fromEntries(
-    Object.entries(row).map(([k, v]) => [k, typeof v === "string" && /^-?[0-9]+$/.test(v) ? Number(v) : v]),
-  );
-}
-
 export async function startServer(
   options: { clock?: TestClock; rateLimits?: RateLimits; backend?: Backend } = {},
 ): Promise<TestServer> {
@@ -165,15 +159,8 @@ export async function startServer(
   });
   const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: app.fetch });
   const url = `http://127.0.0.1:${server.port}`;
-  const all = async (sql: string, ...params: unknown[]): Promise<Record<string, any>[]> => {
-    if (source instanceof Database) return source.query(sql).all(...(params as never[])) as Record<string, any>[];
-    let n = 0;
-    const rows = await source.unsafe(
-      sql.replace(/\?/g, () => `$${++n}`),
-      params as never[],
-    );
-    return rows.map(normalise);
-  };
+  const read = rowReader(source);
+  const all = (sql: string, ...params: unknown[]) => read(sql, ...params) as Promise<Record<string, any>[]>;
   return {
     backend,
     url,
