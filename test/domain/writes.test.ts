@@ -205,7 +205,12 @@ describe("placeOrder", () => {
     expect(priced).toEqual([[2, 5, 8]]);
 
     const taken: number[] = [];
-    const short = storage({ takeStock: (id) => (taken.push(id), id !== 5) });
+    const short = storage({
+      takeStock: (id) => {
+        taken.push(id);
+        return id !== 5;
+      },
+    });
     expect(refusal(() => runSync(placeOrder({ ...order, items: lines, userCouponId: null }), short.storage))).toEqual({
       code: "INSUFFICIENT_STOCK",
       message: "Product 5 has fewer than 1 in stock.",
@@ -261,7 +266,12 @@ describe("cancelOrder", () => {
 describe("chargePoints", () => {
   test("user → Idempotency-Key → credit within the cap → history → stored response", () => {
     let cap = 0;
-    const { storage: s, asked } = storage({ creditWithinLimit: (_u, _a, max) => ((cap = max), 5000) });
+    const { storage: s, asked } = storage({
+      creditWithinLimit: (_user, _amount, maxBalance) => {
+        cap = maxBalance;
+        return 5000;
+      },
+    });
     expect(runSync(chargePoints({ userId: 1, amount: 10, now: NOW, idempotency: key }), s)).toEqual({
       replayed: false,
       value: { userId: 1, balance: 5000 },
