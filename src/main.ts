@@ -22,7 +22,7 @@ if (process.argv.length > 2) process.argv.splice(2, 1);
 
 switch (command) {
   case "serve":
-    await import("./index.ts");
+    await import("./cli/serve.ts");
     break;
   case "migrate":
     await import("./cli/migrate.ts");

@@ -17,7 +17,7 @@ import { backends, TEST_DATABASE_URL, tokenFor } from "./support/server.ts";
 // Real servers on real databases (PostgreSQL too): more than the default 5 s on a busy machine.
 setDefaultTimeout(60_000);
 
-const entry = resolve(import.meta.dir, "../src/index.ts");
+const entry = resolve(import.meta.dir, "../src/cli/serve.ts");
 const cleanups: (() => void)[] = [];
 afterEach(() => {
   for (const cleanup of cleanups.splice(0)) cleanup();

@@ -1,16 +1,16 @@
 /**
- * The service's entry point: configuration, store, server, signals. The app itself is built by
- * `createApp` in app.ts. (No default export here: Bun would start a second server from it.)
+ * `flashcart serve`: configuration, store, server, signals. The app itself is built by `createApp` in
+ * app.ts. (No default export here: Bun would start a second server from it.)
  */
-import { createApp } from "./app.ts";
-import { resolveJwtSecret } from "./auth/secret.ts";
-import { TokenVerifier } from "./auth/tokens.ts";
-import { ConfigError, loadConfig } from "./config.ts";
-import { limits } from "./domain/limits.ts";
-import { systemClock } from "./domain/time.ts";
-import { createLogger } from "./logger.ts";
-import { createMetrics, instrumentStore } from "./observability/metrics.ts";
-import { openStore } from "./store/index.ts";
+import { createApp } from "../app.ts";
+import { resolveJwtSecret } from "../auth/secret.ts";
+import { TokenVerifier } from "../auth/tokens.ts";
+import { ConfigError, loadConfig } from "../config.ts";
+import { limits } from "../domain/limits.ts";
+import { systemClock } from "../domain/time.ts";
+import { createLogger } from "../logger.ts";
+import { createMetrics, instrumentStore } from "../observability/metrics.ts";
+import { openStore } from "../store/index.ts";
 
 let config: ReturnType<typeof loadConfig>;
 try {
