@@ -248,7 +248,7 @@ async function runVariant(
     );
     if (seed.exitCode !== 0) throw new Error(`seed failed: ${seed.stderr.toString()}`);
 
-    const service = await spawnListening([process.execPath, "src/index.ts"], {
+    const service = await spawnListening([process.execPath, "src/main.ts", "serve"], {
       cwd: root,
       env: { ...process.env, ...deployment.env },
       stderr: "inherit",

@@ -16,22 +16,22 @@ commands:
                         print a bearer token signed with the configured secret
   --version, --help`;
 
-const [command = "serve"] = process.argv.slice(2);
-// The subcommand's own argument parser sees only its arguments.
-if (process.argv.length > 2) process.argv.splice(2, 1);
+const [command = "serve", ...rest] = process.argv.slice(2);
 
+// Each command's module is loaded only when it runs (serve alone needs the whole app). Its run(argv)
+// resolves when the command is done (serve: once it listens) and exits with its own code on failure.
 switch (command) {
   case "serve":
-    await import("./index.ts");
+    await (await import("./cli/serve.ts")).run(rest);
     break;
   case "migrate":
-    await import("./cli/migrate.ts");
+    await (await import("./cli/migrate.ts")).run(rest);
     break;
   case "seed":
-    await import("./cli/seed.ts");
+    await (await import("./cli/seed.ts")).run(rest);
     break;
   case "token":
-    await import("./cli/token.ts");
+    await (await import("./cli/token.ts")).run(rest);
     break;
   case "--version":
   case "-v":

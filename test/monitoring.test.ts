@@ -1,9 +1,7 @@
 /** The Grafana dashboard and the Prometheus config must name metrics the service really exports. */
-import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import { resolve } from "node:path";
 import { startServer, type TestServer } from "./support/server.ts";
-
-setDefaultTimeout(60_000);
 
 let server: TestServer;
 beforeAll(async () => {

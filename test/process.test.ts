@@ -1,5 +1,5 @@
 /**
- * The service as a user runs it: `bun src/index.ts` as its own process, configured by the environment.
+ * The service as a user runs it: `bun start` (`bun src/main.ts serve`) as its own process, configured by the environment.
  */
 
 import { Database } from "bun:sqlite";
@@ -15,7 +15,8 @@ import { type ListeningProcess, spawnListening } from "../load/process.ts";
 import { type Client, client } from "./support/api.ts";
 import { backends, TEST_DATABASE_URL, tokenFor } from "./support/server.ts";
 
-const entry = resolve(import.meta.dir, "../src/index.ts");
+/** `bun start`: the one entry point, serve command. */
+const serve = [process.execPath, resolve(import.meta.dir, "../src/main.ts"), "serve"];
 const cleanups: (() => void)[] = [];
 afterEach(() => {
   for (const cleanup of cleanups.splice(0)) cleanup();
@@ -53,7 +54,7 @@ function secretBeside(dbPath: string): Uint8Array {
 
 /** Starts the server on a random port and waits for its "listening" log line. */
 async function launch(cwd: string, env: Record<string, string> = {}): Promise<Running> {
-  const { proc, url, logs } = await spawnListening([process.execPath, entry], {
+  const { proc, url, logs } = await spawnListening(serve, {
     cwd,
     env: { ...process.env, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", JWT_SECRET: "", ...env },
   });
@@ -91,7 +92,7 @@ describe("bun start", () => {
   });
 
   test("a bad variable stops start-up with a message naming it, exit 1, no stack trace", async () => {
-    const proc = Bun.spawn([process.execPath, entry], {
+    const proc = Bun.spawn(serve, {
       cwd: tempDir(),
       env: { ...process.env, PORT: "not-a-port" },
       stdout: "pipe",

@@ -34,15 +34,24 @@ function parseOptions(argv: string[]) {
   return optionsSchema.parse(values);
 }
 
-async function main(): Promise<void> {
+export async function run(argv: string[]): Promise<void> {
   let options: z.infer<typeof optionsSchema>;
   try {
-    options = parseOptions(process.argv.slice(2));
+    options = parseOptions(argv);
   } catch (error) {
     const detail = error instanceof z.ZodError ? z.prettifyError(error) : String((error as Error).message);
     console.error(`${detail}\n${usage}`);
     process.exit(2);
   }
+  try {
+    await seed(options);
+  } catch (error) {
+    console.error(error instanceof ConfigError ? error.message : error);
+    process.exit(1);
+  }
+}
+
+async function seed(options: z.infer<typeof optionsSchema>): Promise<void> {
   const config = loadConfig();
   const store = await openStore(config);
   const now = Date.now();
@@ -94,7 +103,4 @@ async function main(): Promise<void> {
   console.log(JSON.stringify({ seeded: summary }));
 }
 
-main().catch((error) => {
-  console.error(error instanceof ConfigError ? error.message : error);
-  process.exit(1);
-});
+if (import.meta.main) await run(process.argv.slice(2));

@@ -21,9 +21,18 @@ function seconds(ttl: string): number {
   return total;
 }
 
-async function main(): Promise<void> {
+export async function run(argv: string[]): Promise<void> {
+  try {
+    await printToken(argv);
+  } catch (error) {
+    console.error(error instanceof ConfigError ? error.message : `${(error as Error).message}\n${usage}`);
+    process.exit(2);
+  }
+}
+
+async function printToken(argv: string[]): Promise<void> {
   const { values } = parseArgs({
-    args: process.argv.slice(2),
+    args: argv,
     strict: true,
     options: {
       user: { type: "string" },
@@ -51,7 +60,4 @@ async function main(): Promise<void> {
   console.log(await signToken(secret, claims, seconds(values.ttl)));
 }
 
-main().catch((error) => {
-  console.error(error instanceof ConfigError ? error.message : `${(error as Error).message}\n${usage}`);
-  process.exit(2);
-});
+if (import.meta.main) await run(process.argv.slice(2));

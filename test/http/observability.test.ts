@@ -1,7 +1,5 @@
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startServer, type TestServer } from "../support/server.ts";
-
-setDefaultTimeout(60_000);
 
 describe("observability", () => {
   let server: TestServer;

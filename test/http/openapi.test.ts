@@ -2,12 +2,10 @@
  * /openapi.json names, for each documented error status, the codes answered with it. The server picks
  * a code's status from the catalog in src/http/problem.ts, so the reference must agree with it.
  */
-import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type ErrorCode, errorCodes } from "../../src/domain/errors.ts";
 import { statusOf } from "../../src/http/problem.ts";
 import { startServer, type TestServer } from "../support/server.ts";
-
-setDefaultTimeout(60_000);
 
 let server: TestServer;
 beforeAll(async () => {

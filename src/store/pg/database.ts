@@ -1,6 +1,6 @@
 import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
-import { migrationsFor } from "../migrations.ts";
+import { runMigrations } from "../migrations.ts";
 import * as schema from "./schema.ts";
 
 export type PgDb = PostgresJsDatabase<typeof schema> & { $client: postgres.Sql };
@@ -13,13 +13,14 @@ export interface PgOptions {
   statementTimeoutMs: number;
 }
 
-/** Any fixed number: every flashcart process takes this advisory lock while it migrates. */
+/**
+ * Any fixed number: every flashcart process takes this advisory lock while it migrates. Earlier builds
+ * took it as a session lock; session and transaction advisory locks on one key exclude each other, so
+ * old and new processes starting together still migrate one at a time.
+ */
 const MIGRATION_LOCK = 7_160_917_2026;
 
-/**
- * Opens a pool and applies pending migrations. Processes starting together migrate one at a time,
- * serialised by a PostgreSQL advisory lock, so the second finds nothing left to do.
- */
+/** Opens a pool and applies pending migrations. */
 export async function openPg(options: PgOptions): Promise<PgDb> {
   const searchPath = options.schema ?? "public";
   const client = postgres(options.url, {
@@ -32,24 +33,39 @@ export async function openPg(options: PgOptions): Promise<PgDb> {
     },
   });
   try {
-    if (options.schema !== null) await client.unsafe(`CREATE SCHEMA IF NOT EXISTS "${options.schema}"`);
-    const db = drizzle({ client, schema }) as PgDb;
-    const lock = await client.reserve();
-    try {
-      await lock`SELECT pg_advisory_lock(${MIGRATION_LOCK})`;
-      // drizzle's own PostgreSQL migrator, fed the migrations embedded in this build.
-      const { dialect, session } = db as unknown as {
-        dialect: { migrate(m: unknown, s: unknown, c: { migrationsSchema: string }): Promise<void> };
-        session: unknown;
-      };
-      await dialect.migrate(migrationsFor("pg"), session, { migrationsSchema: searchPath });
-    } finally {
-      await lock`SELECT pg_advisory_unlock(${MIGRATION_LOCK})`;
-      lock.release();
-    }
-    return db;
+    await migrate(client, searchPath);
+    return drizzle({ client, schema }) as PgDb;
   } catch (error) {
     await client.end({ timeout: 1 });
     throw error;
   }
+}
+
+/**
+ * Applies the pending migrations (see runMigrations) in one transaction under a transaction-level
+ * advisory lock: processes starting together migrate one at a time, and the later ones find nothing
+ * left to do. Creating the schema and the bookkeeping table happens under the lock too, since
+ * concurrent `CREATE … IF NOT EXISTS` of one name can still fail on a unique index. The bookkeeping is
+ * the table drizzle's migrator made with migrationsSchema = the search path.
+ */
+async function migrate(client: postgres.Sql, searchPath: string): Promise<void> {
+  await client.begin(async (tx) => {
+    await tx`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`;
+    const schemaName = tx(searchPath);
+    await tx`CREATE SCHEMA IF NOT EXISTS ${schemaName}`;
+    await tx`CREATE TABLE IF NOT EXISTS ${schemaName}.__drizzle_migrations (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)`;
+    await runMigrations("pg", {
+      async lastAppliedAt() {
+        const [row] =
+          await tx`SELECT created_at FROM ${schemaName}.__drizzle_migrations ORDER BY created_at DESC LIMIT 1`;
+        return row === undefined ? null : Number(row.created_at);
+      },
+      async apply(statements) {
+        for (const statement of statements) await tx.unsafe(statement);
+      },
+      async record(hash, when) {
+        await tx`INSERT INTO ${schemaName}.__drizzle_migrations ("hash", "created_at") VALUES (${hash}, ${when})`;
+      },
+    });
+  });
 }

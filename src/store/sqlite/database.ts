@@ -2,7 +2,7 @@ import { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { type BunSQLiteDatabase, drizzle } from "drizzle-orm/bun-sqlite";
-import { migrationsFor } from "../migrations.ts";
+import { runMigrations } from "../migrations.ts";
 import * as schema from "./schema.ts";
 
 export type SqliteDb = BunSQLiteDatabase<typeof schema> & { $client: Database };
@@ -68,28 +68,30 @@ function assertPragmas(client: Database, options: SqliteOptions, inMemory: boole
 }
 
 /**
- * Applies drizzle-kit's migrations (embedded in the build, hashed as drizzle does) with drizzle's
- * bookkeeping table, inside one `BEGIN IMMEDIATE` transaction. drizzle's migrator reads the last applied migration
- * before it takes any lock, so two processes starting on a new database both try to create every
- * table and one of them crashes. Here the second waits for the first, then finds nothing to do.
+ * Applies the pending migrations (see runMigrations) inside one `BEGIN IMMEDIATE` transaction.
+ * drizzle's own migrator reads the last applied migration before it takes any lock, so two processes
+ * starting on a new database both try to create every table and one of them crashes. Here the second
+ * waits for the first, then finds nothing to do.
  */
 function migrate(client: Database): void {
-  const migrations = migrationsFor("sqlite");
-  const apply = client.transaction(() => {
+  const migrateNow = client.transaction(() => {
     client.run(
       'CREATE TABLE IF NOT EXISTS "__drizzle_migrations" (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at numeric)',
     );
-    const last = client
-      .query('SELECT created_at FROM "__drizzle_migrations" ORDER BY created_at DESC LIMIT 1')
-      .values()[0];
-    for (const migration of migrations) {
-      if (last !== undefined && Number(last[0]) >= migration.folderMillis) continue;
-      for (const statement of migration.sql) client.run(statement);
-      client.run('INSERT INTO "__drizzle_migrations" ("hash", "created_at") VALUES (?, ?)', [
-        migration.hash,
-        migration.folderMillis,
-      ]);
-    }
+    runMigrations("sqlite", {
+      lastAppliedAt() {
+        const row = client
+          .query('SELECT created_at FROM "__drizzle_migrations" ORDER BY created_at DESC LIMIT 1')
+          .values()[0];
+        return row === undefined ? null : Number(row[0]);
+      },
+      apply(statements) {
+        for (const statement of statements) client.run(statement);
+      },
+      record(hash, when) {
+        client.run('INSERT INTO "__drizzle_migrations" ("hash", "created_at") VALUES (?, ?)', [hash, when]);
+      },
+    });
   });
-  apply.immediate();
+  migrateNow.immediate();
 }

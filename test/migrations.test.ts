@@ -1,0 +1,101 @@
+/**
+ * flashcart's migration runner keeps drizzle's bookkeeping: a database migrated by drizzle's own
+ * migrator (as every flashcart build before the runner did) opens with nothing applied twice, and
+ * processes starting together on a new database migrate it once.
+ */
+import { Database } from "bun:sqlite";
+import { afterAll, describe, expect, test } from "bun:test";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { drizzle as drizzleSqlite } from "drizzle-orm/bun-sqlite";
+import { migrate as drizzleSqliteMigrate } from "drizzle-orm/bun-sqlite/migrator";
+import { drizzle as drizzlePg } from "drizzle-orm/postgres-js";
+import { migrate as drizzlePgMigrate } from "drizzle-orm/postgres-js/migrator";
+import postgres from "postgres";
+import { pgMigrations, sqliteMigrations } from "../src/store/migrations.generated.ts";
+import { openPg } from "../src/store/pg/database.ts";
+import { openSqlite } from "../src/store/sqlite/database.ts";
+
+const migrationsFolder = (dialect: "sqlite" | "pg") => resolve(import.meta.dir, "../drizzle", dialect);
+const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? "";
+
+test("SQLite: a database migrated by drizzle's migrator opens with nothing applied again", () => {
+  const dir = mkdtempSync(join(tmpdir(), "flashcart-migrations-"));
+  try {
+    const path = join(dir, "flashcart.db");
+    const client = new Database(path);
+    drizzleSqliteMigrate(drizzleSqlite({ client }), { migrationsFolder: migrationsFolder("sqlite") });
+    const recorded = client.query("SELECT rowid, hash, created_at FROM __drizzle_migrations ORDER BY rowid").all();
+    client.close();
+    expect(recorded).toHaveLength(sqliteMigrations.length);
+
+    const db = openSqlite({ path, synchronous: "NORMAL", busyTimeoutMs: 5000 });
+    expect(db.$client.query("SELECT rowid, hash, created_at FROM __drizzle_migrations ORDER BY rowid").all()).toEqual(
+      recorded,
+    );
+    db.$client.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+if (TEST_DATABASE_URL === "") {
+  console.log("PostgreSQL migration tests not run: set TEST_DATABASE_URL=postgres://… to run them.");
+} else {
+  describe("PostgreSQL", () => {
+    const admin = postgres(TEST_DATABASE_URL, { max: 2, onnotice: () => {} });
+    const schemas: string[] = [];
+    const freshSchema = () => {
+      const schema = `flashcart_migrations_${process.pid}_${randomBytes(4).toString("hex")}`;
+      schemas.push(schema);
+      return schema;
+    };
+    const recorded = async (schema: string) => [
+      ...(await admin`SELECT id, hash, created_at FROM ${admin(schema)}.__drizzle_migrations ORDER BY id`),
+    ];
+    afterAll(async () => {
+      for (const schema of schemas) await admin.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await admin.end({ timeout: 5 });
+    });
+    /** What every flashcart build before the runner did: drizzle's migrator, bookkeeping in the search path. */
+    const migrateWithDrizzle = async (schema: string) => {
+      const client = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {}, connection: { search_path: schema } });
+      try {
+        await client.unsafe(`CREATE SCHEMA "${schema}"`);
+        await drizzlePgMigrate(drizzlePg({ client }), {
+          migrationsFolder: migrationsFolder("pg"),
+          migrationsSchema: schema,
+        });
+      } finally {
+        await client.end({ timeout: 5 });
+      }
+    };
+    const options = (schema: string) => ({ url: TEST_DATABASE_URL, schema, poolMax: 2, statementTimeoutMs: 10_000 });
+
+    test("a schema migrated by drizzle's migrator opens with nothing applied again", async () => {
+      const schema = freshSchema();
+      await migrateWithDrizzle(schema);
+      const byDrizzle = await recorded(schema);
+      expect(byDrizzle).toHaveLength(pgMigrations.length);
+
+      const db = await openPg(options(schema));
+      await db.$client.end({ timeout: 5 });
+      expect(await recorded(schema)).toEqual(byDrizzle);
+    });
+
+    test("two pools opening a new schema together both succeed and migrate it once", async () => {
+      const schema = freshSchema();
+      const opened = await Promise.all([openPg(options(schema)), openPg(options(schema))]);
+      for (const db of opened) await db.$client.end({ timeout: 5 });
+      const rows = await recorded(schema);
+      expect(rows.map((row) => Number(row.created_at))).toEqual(pgMigrations.map((m) => m.when));
+
+      // The same records drizzle's migrator writes: same hashes, same times.
+      const reference = freshSchema();
+      await migrateWithDrizzle(reference);
+      expect(rows).toEqual(await recorded(reference));
+    });
+  });
+}
