@@ -1,6 +1,6 @@
 import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
 import type { Principal } from "../domain/access.ts";
-import { DomainError } from "../domain/errors.ts";
+import { refused } from "../domain/errors.ts";
 
 /**
  * Bearer tokens: JWTs signed with HS256 (the only algorithm accepted) carrying `sub`, `role` and a
@@ -27,18 +27,15 @@ const userSubject = /^[1-9][0-9]{0,15}$/;
 function principalOf(payload: Record<string, unknown>): Principal {
   const { sub, role } = payload;
   if (typeof sub !== "string" || sub.length === 0 || sub.length > 255) {
-    throw unauthenticated("The token's sub claim must be a non-empty string.");
+    throw refused.invalidToken("The token's sub claim must be a non-empty string.");
   }
   if (role === "admin") return { role: "admin", subject: sub };
   if (role === "user") {
-    if (!userSubject.test(sub)) throw unauthenticated("A user token's sub must be the user id as a decimal string.");
+    if (!userSubject.test(sub))
+      throw refused.invalidToken("A user token's sub must be the user id as a decimal string.");
     return { role: "user", userId: Number(sub), subject: sub };
   }
-  throw unauthenticated('The token\'s role claim must be "user" or "admin".');
-}
-
-function unauthenticated(detail: string): DomainError {
-  return new DomainError("UNAUTHENTICATED", detail);
+  throw refused.invalidToken('The token\'s role claim must be "user" or "admin".');
 }
 
 /**
@@ -81,7 +78,7 @@ export class TokenVerifier {
         currentDate: new Date(this.nowMs()),
       }));
     } catch (error) {
-      throw unauthenticated(describe(error));
+      throw refused.invalidToken(describe(error));
     }
     const principal = principalOf(payload);
     if (this.verified.size >= this.maxCached) {

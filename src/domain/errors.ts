@@ -47,7 +47,7 @@ export const notFound = {
 };
 
 /**
- * Every refusal of a write, built here only: the stores report "no row" or "no change" and the
+ * Every refusal a caller can see, built here only. The stores report "no row" or "no change" and the
  * scripts in writes.ts turn that into one of these, so each backend answers with the same words.
  */
 export const refused = {
@@ -79,6 +79,10 @@ export const refused = {
       "IDEMPOTENCY_KEY_REUSED",
       "This Idempotency-Key was already used for a different request; use a new key for a new request.",
     ),
+  malformedAuthorization: () => new DomainError("UNAUTHENTICATED", "Expected an Authorization: Bearer <token> header."),
+  tokenRequired: () => new DomainError("UNAUTHENTICATED", "This route needs a bearer token."),
+  /** A token that is not valid, with the reason (see auth/tokens.ts). */
+  invalidToken: (reason: string) => new DomainError("UNAUTHENTICATED", reason),
   notYours: () => new DomainError("FORBIDDEN", "This resource belongs to another user."),
   adminOnly: () => new DomainError("FORBIDDEN", "Only an admin may do this."),
 };

@@ -2,7 +2,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import { rateLimiter } from "hono-rate-limiter";
 import type { TokenVerifier } from "../auth/tokens.ts";
 import { assertAdmin, assertMayActFor, type Principal } from "../domain/access.ts";
-import { DomainError } from "../domain/errors.ts";
+import { refused } from "../domain/errors.ts";
 import { problemOf, problemResponse } from "./problem.ts";
 
 export type AppEnv = { Variables: { principal: Principal | null; requestId: string } };
@@ -21,8 +21,7 @@ export function authenticate(verifier: TokenVerifier): MiddlewareHandler<AppEnv>
       return next();
     }
     const token = bearer.exec(header)?.[1];
-    if (token === undefined)
-      throw new DomainError("UNAUTHENTICATED", "Expected an Authorization: Bearer <token> header.");
+    if (token === undefined) throw refused.malformedAuthorization();
     c.set("principal", verifier.cached(token) ?? (await verifier.verify(token)));
     return next();
   };
@@ -32,7 +31,7 @@ export function authenticate(verifier: TokenVerifier): MiddlewareHandler<AppEnv>
 export function callerOf(c: Context<AppEnv>): Principal {
   const principal = c.get("principal");
   if (principal === null || principal === undefined) {
-    throw new DomainError("UNAUTHENTICATED", "This route needs a bearer token.");
+    throw refused.tokenRequired();
   }
   return principal;
 }
