@@ -17,36 +17,23 @@ export type Need<S> = { [K in keyof S]: S[K] extends Method ? { op: K; args: Par
 
 export type Script<S, R> = Generator<Need<S>, R, unknown>;
 
-/** `yield* steps.findUser(id)` asks the storage for `findUser(id)` and evaluates to its answer, typed. */
-export type Steps<S> = {
-  [K in keyof S]: S[K] extends Method ? (...args: Parameters<S[K]>) => Generator<Need<S>, ReturnType<S[K]>> : never;
-};
-
 /** The same storage, answering through promises (PostgreSQL). */
 export type AsyncStorage<S> = {
   [K in keyof S]: S[K] extends Method ? (...args: Parameters<S[K]>) => Promise<ReturnType<S[K]>> : never;
 };
 
-const stepCache = new Map<PropertyKey, Method>();
-const anySteps = new Proxy(
-  {},
-  {
-    get(_, op) {
-      let step = stepCache.get(op);
-      if (step === undefined) {
-        step = function* (...args: unknown[]): Generator<unknown, unknown, unknown> {
-          return yield { op, args };
-        };
-        stepCache.set(op, step);
-      }
-      return step;
-    },
-  },
-);
+type Ask<S> = <K extends keyof S>(
+  op: K,
+  ...args: S[K] extends Method ? Parameters<S[K]> : never
+) => Generator<Need<S>, S[K] extends Method ? ReturnType<S[K]> : never, unknown>;
 
-/** The typed steps of a storage interface (one shared object underneath: a step is just its name). */
-export function stepsOf<S>(): Steps<S> {
-  return anySteps as Steps<S>;
+function* ask(op: PropertyKey, ...args: unknown[]): Generator<unknown, unknown, unknown> {
+  return yield { op, args };
+}
+
+/** `yield* ask("findUser", id)` asks the storage for `findUser(id)` and evaluates to its answer, typed. */
+export function askerOf<S>(): Ask<S> {
+  return ask as unknown as Ask<S>;
 }
 
 /** Runs a script to the end against a synchronous storage. */

@@ -17,7 +17,7 @@ import {
   type RequestedLine,
   settle,
 } from "./order.ts";
-import { type Script, stepsOf } from "./script.ts";
+import { askerOf, type Script } from "./script.ts";
 import { isoOf } from "./time.ts";
 
 /** A request sent with an `Idempotency-Key`: its fingerprint covers method, path and body. */
@@ -137,11 +137,11 @@ export interface ChargeStorage extends UserStorage, IdempotencyStorage {
 /** Everything a store must answer to run every write. */
 export type WriteStorage = ClaimStorage & OrderStorage & CancelStorage & ChargeStorage;
 
-const claimStep = stepsOf<ClaimStorage>();
-const orderStep = stepsOf<OrderStorage>();
-const cancelStep = stepsOf<CancelStorage>();
-const chargeStep = stepsOf<ChargeStorage>();
-const keyStep = stepsOf<IdempotencyStorage>();
+const askClaim = askerOf<ClaimStorage>();
+const askOrder = askerOf<OrderStorage>();
+const askCancel = askerOf<CancelStorage>();
+const askCharge = askerOf<ChargeStorage>();
+const askKey = askerOf<IdempotencyStorage>();
 
 /**
  * Claim: coupon exists → user exists → inside the issue window → the user does not hold it yet →
@@ -149,17 +149,17 @@ const keyStep = stepsOf<IdempotencyStorage>();
  */
 export function* claimCoupon(command: ClaimCoupon): Script<ClaimStorage, ClaimedCoupon> {
   const { userId, couponId, now } = command;
-  const coupon = yield* claimStep.findCoupon(couponId);
+  const coupon = yield* askClaim("findCoupon", couponId);
   if (coupon === null) throw notFound.coupon(couponId);
-  if (!(yield* claimStep.userExists(userId))) throw notFound.user(userId);
+  if (!(yield* askClaim("userExists", userId))) throw notFound.user(userId);
   assertIssuable(coupon, now);
-  const known = yield* claimStep.knownRefusal(userId, couponId);
+  const known = yield* askClaim("knownRefusal", userId, couponId);
   if (known === "ALREADY_CLAIMED") throw refused.alreadyClaimed();
   if (known === "SOLD_OUT") throw refused.soldOut();
   const expiresAt = expiryOf(now, coupon.validDays);
-  const id = yield* claimStep.insertHolding({ userId, couponId, issuedAt: now, expiresAt });
+  const id = yield* askClaim("insertHolding", { userId, couponId, issuedAt: now, expiresAt });
   if (id === null) throw refused.alreadyClaimed();
-  if (!(yield* claimStep.takeSlot(couponId))) throw refused.soldOut();
+  if (!(yield* askClaim("takeSlot", couponId))) throw refused.soldOut();
   return {
     id,
     userId,
@@ -177,7 +177,7 @@ function* replayOf(
   request: IdempotentRequest | null,
 ): Script<IdempotencyStorage, Idempotent<never> | null> {
   if (request === null) return null;
-  const stored = yield* keyStep.storedRequest(userId, request);
+  const stored = yield* askKey("storedRequest", userId, request);
   if (stored === null) return null;
   if (stored.fingerprint !== request.fingerprint) throw refused.idempotencyKeyReused();
   return { replayed: true, statusCode: stored.statusCode, body: stored.responseBody };
@@ -189,7 +189,7 @@ function* remember(
   response: unknown,
   now: number,
 ): Script<IdempotencyStorage, void> {
-  if (request !== null) yield* keyStep.storeResponse(userId, request, JSON.stringify(response), now);
+  if (request !== null) yield* askKey("storeResponse", userId, request, JSON.stringify(response), now);
 }
 
 /**
@@ -199,12 +199,15 @@ function* remember(
  */
 export function* placeOrder(command: PlaceOrder): Script<OrderStorage, Idempotent<Order>> {
   const { userId, userCouponId, now, idempotency } = command;
-  if (!(yield* orderStep.userExists(userId))) throw notFound.user(userId);
+  if (!(yield* askOrder("userExists", userId))) throw notFound.user(userId);
   const replay = yield* replayOf(userId, idempotency);
   if (replay !== null) return replay;
 
   const requested = linesInLockOrder(command.items);
-  const prices = yield* orderStep.pricesOf(requested.map((line) => line.productId));
+  const prices = yield* askOrder(
+    "pricesOf",
+    requested.map((line) => line.productId),
+  );
   const lines: OrderLine[] = requested.map(({ productId, quantity }, i) => {
     const unitPrice = prices[i];
     if (unitPrice === null || unitPrice === undefined) throw notFound.product(productId);
@@ -213,27 +216,27 @@ export function* placeOrder(command: PlaceOrder): Script<OrderStorage, Idempoten
   const totalAmount = orderTotal(lines);
   let held: HeldCoupon | null = null;
   if (userCouponId !== null) {
-    held = yield* orderStep.heldCoupon(userCouponId);
+    held = yield* askOrder("heldCoupon", userCouponId);
     assertCouponUsable(held, userId, totalAmount, now);
   }
   const amounts = settle(totalAmount, held?.terms ?? null);
 
   for (const line of lines) {
-    if (!(yield* orderStep.takeStock(line.productId, line.quantity))) {
+    if (!(yield* askOrder("takeStock", line.productId, line.quantity))) {
       throw refused.insufficientStock(line.productId, line.quantity);
     }
   }
-  if (userCouponId !== null && !(yield* orderStep.useCoupon(userCouponId, now))) throw refused.couponUsed();
+  if (userCouponId !== null && !(yield* askOrder("useCoupon", userCouponId, now))) throw refused.couponUsed();
   let balanceAfter: number | null = null;
   if (amounts.paidAmount > 0) {
-    balanceAfter = yield* orderStep.debit(userId, amounts.paidAmount);
+    balanceAfter = yield* askOrder("debit", userId, amounts.paidAmount);
     if (balanceAfter === null) throw refused.insufficientPoints(amounts.paidAmount);
   }
 
-  const orderId = yield* orderStep.insertOrder({ userId, userCouponId, createdAt: now, ...amounts });
-  yield* orderStep.insertOrderLines(orderId, lines);
+  const orderId = yield* askOrder("insertOrder", { userId, userCouponId, createdAt: now, ...amounts });
+  yield* askOrder("insertOrderLines", orderId, lines);
   if (balanceAfter !== null) {
-    yield* orderStep.insertHistory({
+    yield* askOrder("insertHistory", {
       userId,
       type: "USE",
       amount: amounts.paidAmount,
@@ -256,17 +259,17 @@ export function* placeOrder(command: PlaceOrder): Script<OrderStorage, Idempoten
  */
 export function* cancelOrder(command: CancelOrder): Script<CancelStorage, Order> {
   const { orderId, now } = command;
-  const order = yield* cancelStep.findOrder(orderId);
+  const order = yield* askCancel("findOrder", orderId);
   if (order === null) throw notFound.order(orderId);
   assertCancellable(order.status);
-  if (!(yield* cancelStep.markCancelled(orderId, now))) throw refused.notCancellable("CANCELLED");
+  if (!(yield* askCancel("markCancelled", orderId, now))) throw refused.notCancellable("CANCELLED");
 
-  const lines = yield* cancelStep.orderLines(orderId);
-  for (const line of lines) yield* cancelStep.returnStock(line.productId, line.quantity);
-  if (order.userCouponId !== null) yield* cancelStep.releaseCoupon(order.userCouponId);
+  const lines = yield* askCancel("orderLines", orderId);
+  for (const line of lines) yield* askCancel("returnStock", line.productId, line.quantity);
+  if (order.userCouponId !== null) yield* askCancel("releaseCoupon", order.userCouponId);
   if (order.paidAmount > 0) {
-    const balanceAfter = yield* cancelStep.credit(order.userId, order.paidAmount);
-    yield* cancelStep.insertHistory({
+    const balanceAfter = yield* askCancel("credit", order.userId, order.paidAmount);
+    yield* askCancel("insertHistory", {
       userId: order.userId,
       type: "REFUND",
       amount: order.paidAmount,
@@ -281,12 +284,12 @@ export function* cancelOrder(command: CancelOrder): Script<CancelStorage, Order>
 /** Charge: user exists → replay of the same Idempotency-Key → the balance stays within its cap. */
 export function* chargePoints(command: ChargePoints): Script<ChargeStorage, Idempotent<PointBalance>> {
   const { userId, amount, now, idempotency } = command;
-  if (!(yield* chargeStep.userExists(userId))) throw notFound.user(userId);
+  if (!(yield* askCharge("userExists", userId))) throw notFound.user(userId);
   const replay = yield* replayOf(userId, idempotency);
   if (replay !== null) return replay;
-  const balance = yield* chargeStep.creditWithinLimit(userId, amount, limits.maxBalance);
+  const balance = yield* askCharge("creditWithinLimit", userId, amount, limits.maxBalance);
   if (balance === null) throw refused.balanceLimit(limits.maxBalance);
-  yield* chargeStep.insertHistory({
+  yield* askCharge("insertHistory", {
     userId,
     type: "CHARGE",
     amount,
