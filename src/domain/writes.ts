@@ -94,15 +94,19 @@ export interface ClaimStorage {
   findCoupon(couponId: number): (IssueWindow & { validDays: number }) | null;
   userExists(userId: number): boolean;
   /**
-   * A refusal the backend knows before writing anything (the redis strategy's reservation answers
-   * "already holds" and "sold out" without PostgreSQL); null: nothing known, go on.
+   * A refusal already known without taking a lock: the user holds this coupon, else the drop is
+   * empty (both facts never revert, so a read of committed data, or a cache of it, may say so). Null:
+   * nothing known, go on; the guards of `takeCoupon` have the final word.
    */
-  knownRefusal(userId: number, couponId: number): "ALREADY_CLAIMED" | "SOLD_OUT" | null;
-  /** The one-per-user guard: the new user coupon's id, or null when the user holds this coupon already. */
-  insertHolding(holding: { userId: number; couponId: number; issuedAt: number; expiresAt: number }): number | null;
-  /** The first-come guard: true when a coupon was left and this claim took it. */
-  takeSlot(couponId: number): boolean;
+  knownRefusal(userId: number, couponId: number): ClaimRefusal | null;
+  /**
+   * The two guards, all or nothing, in this order: one per user (the unique (user, coupon) index),
+   * then the supply (`issued < total`). The new user coupon's id, or which guard refused it.
+   */
+  takeCoupon(holding: { userId: number; couponId: number; issuedAt: number; expiresAt: number }): number | ClaimRefusal;
 }
+
+export type ClaimRefusal = "ALREADY_CLAIMED" | "SOLD_OUT";
 
 export interface OrderStorage extends UserStorage, IdempotencyStorage {
   /** Unit prices of the products, in the order asked; null for a product that does not exist. */
@@ -143,6 +147,8 @@ const askCancel = askerOf<CancelStorage>();
 const askCharge = askerOf<ChargeStorage>();
 const askKey = askerOf<IdempotencyStorage>();
 
+const claimRefusal = { ALREADY_CLAIMED: refused.alreadyClaimed, SOLD_OUT: refused.soldOut };
+
 /**
  * Claim: coupon exists → user exists → inside the issue window → the user does not hold it yet →
  * one is left. (A user who holds a sold-out coupon is told they hold it.)
@@ -154,12 +160,10 @@ export function* claimCoupon(command: ClaimCoupon): Script<ClaimStorage, Claimed
   if (!(yield* askClaim("userExists", userId))) throw notFound.user(userId);
   assertIssuable(coupon, now);
   const known = yield* askClaim("knownRefusal", userId, couponId);
-  if (known === "ALREADY_CLAIMED") throw refused.alreadyClaimed();
-  if (known === "SOLD_OUT") throw refused.soldOut();
+  if (known !== null) throw claimRefusal[known]();
   const expiresAt = expiryOf(now, coupon.validDays);
-  const id = yield* askClaim("insertHolding", { userId, couponId, issuedAt: now, expiresAt });
-  if (id === null) throw refused.alreadyClaimed();
-  if (!(yield* askClaim("takeSlot", couponId))) throw refused.soldOut();
+  const id = yield* askClaim("takeCoupon", { userId, couponId, issuedAt: now, expiresAt });
+  if (typeof id !== "number") throw claimRefusal[id]();
   return {
     id,
     userId,

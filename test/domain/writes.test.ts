@@ -29,8 +29,7 @@ function storage(overrides: Partial<WriteStorage> = {}) {
     storeResponse: () => {},
     findCoupon: () => ({ issueStartsAt: null, issueEndsAt: null, validDays: 30 }),
     knownRefusal: () => null,
-    insertHolding: () => 7,
-    takeSlot: () => true,
+    takeCoupon: () => 7,
     pricesOf: (ids) => ids.map(() => 1000),
     heldCoupon: () => ({
       ownerId: 1,
@@ -88,7 +87,7 @@ const order = { userId: 1, items: [{ productId: 3, quantity: 2 }], userCouponId:
 const key: IdempotentRequest = { key: "k1", fingerprint: "f1", statusCode: 201 };
 
 describe("claimCoupon", () => {
-  test("asks coupon → user → known refusal → holding → slot, and returns the claimed coupon", () => {
+  test("asks coupon → user → known refusal → take, and returns the claimed coupon", () => {
     const { storage: s, asked } = storage();
     expect(runSync(claimCoupon(claim), s)).toEqual({
       id: 7,
@@ -99,7 +98,7 @@ describe("claimCoupon", () => {
       expiresAt: new Date(NOW + 30 * DAY).toISOString(),
       usedAt: null,
     });
-    expect(asked).toEqual(["findCoupon", "userExists", "knownRefusal", "insertHolding", "takeSlot"]);
+    expect(asked).toEqual(["findCoupon", "userExists", "knownRefusal", "takeCoupon"]);
   });
 
   test.each([
@@ -124,13 +123,8 @@ describe("claimCoupon", () => {
     ],
     ["a holder known early", { knownRefusal: () => "ALREADY_CLAIMED" }, "COUPON_ALREADY_ISSUED", 3],
     ["sold out known early", { knownRefusal: () => "SOLD_OUT" }, "COUPON_SOLD_OUT", 3],
-    [
-      "a holder (even of a sold-out drop)",
-      { insertHolding: () => null, takeSlot: () => false },
-      "COUPON_ALREADY_ISSUED",
-      4,
-    ],
-    ["none left", { takeSlot: () => false }, "COUPON_SOLD_OUT", 5],
+    ["a holder, found by the guard", { takeCoupon: () => "ALREADY_CLAIMED" }, "COUPON_ALREADY_ISSUED", 4],
+    ["none left, found by the guard", { takeCoupon: () => "SOLD_OUT" }, "COUPON_SOLD_OUT", 4],
   ] as [string, Partial<WriteStorage>, ErrorCode, number][])(
     "%s is refused, and nothing after that check is asked",
     (_, overrides, code, movesAsked) => {
@@ -311,6 +305,6 @@ describe("running a script asynchronously", () => {
     expect(next.done === false && next.value.op).toBe("knownRefusal");
     const { storage: s, asked } = storage();
     expect(await runAsync(script, async(s) as never, next)).toMatchObject({ id: 7 });
-    expect(asked).toEqual(["knownRefusal", "insertHolding", "takeSlot"]);
+    expect(asked).toEqual(["knownRefusal", "takeCoupon"]);
   });
 });

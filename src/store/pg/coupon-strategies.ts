@@ -1,137 +1,60 @@
 import type { RedisClient } from "bun";
 import { and, eq } from "drizzle-orm";
+import type postgres from "postgres";
 import type { IssueWindow } from "../../domain/coupon.ts";
 import { DomainError } from "../../domain/errors.ts";
 import type { AsyncStorage } from "../../domain/script.ts";
-import type { ClaimCoupon, ClaimStorage } from "../../domain/writes.ts";
+import type { ClaimCoupon, ClaimRefusal, ClaimStorage } from "../../domain/writes.ts";
 import { must } from "../rows.ts";
 import type { PgDb } from "./database.ts";
 import { coupons, userCoupons, users } from "./schema.ts";
-import { PgWrites, type Tx } from "./writes.ts";
+import { type NewHolding, PgWrites, type Tx } from "./writes.ts";
 
 /**
  * The classic ways to hand out a limited supply on PostgreSQL, selectable with COUPON_STRATEGY. All of
- * them answer exactly like the SQLite store (same checks, same order, same codes), and all of them keep
- * the database's own guards (the unique (user, coupon) index and `issued <= total`), so a strategy can
- * be slow but never wrong.
+ * them run the same claim script (domain/writes.ts), so they answer exactly like the SQLite store (same
+ * checks, same order, same codes), and all of them keep the database's own guards (the unique
+ * (user, coupon) index and `issued <= total`), so a strategy can be slow but never wrong.
+ *
+ * Every strategy answers the claim's first moves before any transaction and without a lock: the drop's
+ * definition and the user's existence from ClaimFacts, and the refusals a loser gets ("holds it",
+ * "none left") from committed rows. Only a claim that may win reaches the drop's row.
  */
 export const couponStrategies = ["atomic", "pessimistic", "optimistic", "redis"] as const;
 export type CouponStrategy = (typeof couponStrategies)[number];
 
-type CouponRow = typeof coupons.$inferSelect;
+type ClaimMoves = Partial<AsyncStorage<ClaimStorage>>;
 
-/** pessimistic: `SELECT … FOR UPDATE` serialises every claim of a drop on its row, then check and write. */
-class PessimisticWrites extends PgWrites {
-  private locked: CouponRow | undefined;
-
-  override async findCoupon(couponId: number) {
-    const [coupon] = await this.tx.select().from(coupons).where(eq(coupons.id, couponId)).for("update");
-    this.locked = coupon;
-    return coupon ?? null;
-  }
-
-  override async takeSlot(couponId: number): Promise<boolean> {
-    const coupon = must(this.locked, "the locked coupon");
-    if (coupon.issuedQuantity >= coupon.totalQuantity) return false;
-    await this.tx
-      .update(coupons)
-      .set({ issuedQuantity: coupon.issuedQuantity + 1 })
-      .where(eq(coupons.id, couponId));
-    return true;
-  }
+/** How a strategy runs one claim: the moves answered before any transaction, and what undoes its write's failure. */
+export interface ClaimPlan {
+  before: ClaimMoves;
+  undo?(error: unknown): Promise<void>;
 }
 
-const CAS_ATTEMPTS = 100;
-
-/**
- * optimistic: read the version, then compare-and-set; a lost race re-reads and tries again with
- * jitter. The pool bounds how many claims compete at once, so the attempts needed stay far below
- * the bound.
- */
-class OptimisticWrites extends PgWrites {
-  private seen: CouponRow | undefined;
-
-  override async findCoupon(couponId: number) {
-    const [coupon] = await this.tx.select().from(coupons).where(eq(coupons.id, couponId));
-    this.seen = coupon;
-    return coupon ?? null;
-  }
-
-  override async takeSlot(couponId: number): Promise<boolean> {
-    let coupon = must(this.seen, "the coupon read");
-    for (let attempt = 1; ; attempt++) {
-      if (coupon.issuedQuantity >= coupon.totalQuantity) return false;
-      const won = await this.tx
-        .update(coupons)
-        .set({ issuedQuantity: coupon.issuedQuantity + 1, version: coupon.version + 1 })
-        .where(and(eq(coupons.id, couponId), eq(coupons.version, coupon.version)))
-        .returning({ id: coupons.id });
-      if (won.length > 0) return true;
-      if (attempt >= CAS_ATTEMPTS) throw new Error(`optimistic claim lost ${CAS_ATTEMPTS} races in a row`);
-      await Bun.sleep(Math.random() * Math.min(20, attempt));
-      const [fresh] = await this.tx.select().from(coupons).where(eq(coupons.id, couponId));
-      coupon = must(fresh, "the coupon re-read");
-    }
-  }
+export interface Strategy {
+  /** The data moves inside a transaction, one instance per transaction. */
+  readonly Writes: new (
+    tx: Tx,
+  ) => PgWrites;
+  plan(claim: ClaimCoupon): ClaimPlan;
+  /** A drop was created (the redis strategy mirrors it). */
+  created?(couponId: number, totalQuantity: number): Promise<void>;
+  /** Start-up: copy every drop into the strategy's own state (redis); how many. */
+  rebuild?(): Promise<number>;
 }
 
 /**
- * The data moves of each strategy inside the transaction. atomic and redis write with the atomic
- * guards: one conditional UPDATE decides, no lock held longer than that statement.
+ * What a claim checks first and never changes once created: a drop's definition (there is no update
+ * or delete) and a user's existence. Served from memory after the first read, so a claim's checks
+ * cost PostgreSQL nothing.
  */
-export const writesOf: Record<CouponStrategy, new (tx: Tx) => PgWrites> = {
-  atomic: PgWrites,
-  pessimistic: PessimisticWrites,
-  optimistic: OptimisticWrites,
-  redis: PgWrites,
-};
-
-/** The claim moves the redis strategy answers before any PostgreSQL transaction is opened. */
-export type EarlyClaimMoves = Pick<AsyncStorage<ClaimStorage>, "findCoupon" | "userExists" | "knownRefusal">;
-
-/**
- * redis: the report's final design. A Lua script checks the drop's user set and remaining count and
- * reserves the slot in one step, so most losers never reach PostgreSQL; the winner then writes the
- * row there with the atomic guards, and a failed write hands the reservation back.
- */
-export class RedisCouponGate {
-  /**
-   * Coupon definitions and user ids never change once created (there is no update or delete), so
-   * the checks that come before a claim (exists, issue window) are served from memory after the
-   * first read, and losers of a drop cost PostgreSQL nothing at all.
-   */
+export class ClaimFacts {
   private readonly definitions = new Map<number, IssueWindow & { validDays: number }>();
   private readonly knownUsers = new Set<number>();
+  readonly moves: Pick<ClaimMoves, "findCoupon" | "userExists">;
 
-  constructor(
-    private readonly db: PgDb,
-    private readonly redis: RedisClient,
-    private readonly prefix: string,
-  ) {}
-
-  /**
-   * The moves of one claim answered here, and the way to undo its reservation when the PostgreSQL
-   * write fails. A retried transaction asks again: the reservation is made once per claim.
-   */
-  claim(claim: ClaimCoupon): { moves: EarlyClaimMoves; undo(error: unknown): Promise<void> } {
-    let reserved = false;
-    const moves: EarlyClaimMoves = {
-      findCoupon: (couponId) => this.definition(couponId),
-      userExists: (userId) => this.userExists(userId),
-      knownRefusal: async (userId, couponId) => {
-        if (reserved) return null;
-        const refusal = await this.reserve(userId, couponId);
-        reserved = refusal === null;
-        return refusal;
-      },
-    };
-    const undo = async (error: unknown) => {
-      if (!reserved) return;
-      // Redis was ahead of PostgreSQL: give the slot back (and the user too, unless they do hold it).
-      const holds = error instanceof DomainError && error.code === "COUPON_ALREADY_ISSUED";
-      await this.release(claim, !holds);
-    };
-    return { moves, undo };
+  constructor(private readonly db: PgDb) {
+    this.moves = { findCoupon: (id) => this.definition(id), userExists: (id) => this.userExists(id) };
   }
 
   private async definition(couponId: number): Promise<(IssueWindow & { validDays: number }) | null> {
@@ -140,6 +63,7 @@ export class RedisCouponGate {
       const [row] = await this.db.select().from(coupons).where(eq(coupons.id, couponId));
       if (row === undefined) return null;
       definition = { issueStartsAt: row.issueStartsAt, issueEndsAt: row.issueEndsAt, validDays: row.validDays };
+      if (this.definitions.size >= 100_000) this.definitions.clear();
       this.definitions.set(couponId, definition);
     }
     return definition;
@@ -152,6 +76,185 @@ export class RedisCouponGate {
     if (this.knownUsers.size >= 1_000_000) this.knownUsers.clear();
     this.knownUsers.add(userId);
     return true;
+  }
+}
+
+/** "Holds it", else "none left", read from committed rows without a lock (one prepared statement). */
+async function lockFreeRefusal(client: postgres.Sql, userId: number, couponId: number): Promise<ClaimRefusal | null> {
+  const [row] = await client<{ holds: boolean; sold_out: boolean }[]>`
+    SELECT EXISTS (SELECT 1 FROM user_coupons WHERE user_id = ${userId} AND coupon_id = ${couponId}) AS holds,
+           issued_quantity >= total_quantity AS sold_out
+    FROM coupons WHERE id = ${couponId}`;
+  if (row?.holds) return "ALREADY_CLAIMED";
+  if (row?.sold_out) return "SOLD_OUT";
+  return null;
+}
+
+/**
+ * atomic: the whole write is one call of `take_coupon` (drizzle/pg/0001_take_coupon.sql: the two
+ * guards, lock-free refusals first), in autocommit: one round trip, no BEGIN or COMMIT, and the
+ * drop's row is locked only from its UPDATE to the commit. No transaction is opened at all.
+ */
+class Atomic implements Strategy {
+  readonly Writes = PgWrites;
+
+  constructor(
+    private readonly client: postgres.Sql,
+    private readonly facts: ClaimFacts,
+  ) {}
+
+  plan(): ClaimPlan {
+    return {
+      before: {
+        ...this.facts.moves,
+        knownRefusal: async () => null,
+        takeCoupon: (holding) => this.take(holding),
+      },
+    };
+  }
+
+  private async take(holding: NewHolding): Promise<number | ClaimRefusal> {
+    const { userId, couponId, issuedAt, expiresAt } = holding;
+    const [row] = await this.client<{ taken: number }[]>`
+      SELECT take_coupon(${userId}::int, ${couponId}::int, ${issuedAt}::bigint, ${expiresAt}::bigint) AS taken`;
+    const taken = must(row, "take_coupon's answer").taken;
+    if (taken === -1) return "ALREADY_CLAIMED";
+    if (taken === -2) return "SOLD_OUT";
+    return taken;
+  }
+}
+
+/** pessimistic: `SELECT … FOR UPDATE` serialises the winners of a drop on its row, then check and write. */
+class PessimisticWrites extends PgWrites {
+  override async takeCoupon(holding: NewHolding): Promise<number | ClaimRefusal> {
+    const [coupon] = await this.tx.select().from(coupons).where(eq(coupons.id, holding.couponId)).for("update");
+    const locked = must(coupon, "the locked coupon");
+    // Holding the drop's lock, nobody else can claim it meanwhile: read, decide, write.
+    const [held] = await this.tx
+      .select({ id: userCoupons.id })
+      .from(userCoupons)
+      .where(and(eq(userCoupons.userId, holding.userId), eq(userCoupons.couponId, holding.couponId)));
+    if (held !== undefined) return "ALREADY_CLAIMED";
+    if (locked.issuedQuantity >= locked.totalQuantity) return "SOLD_OUT";
+    const [inserted] = await this.tx
+      .insert(userCoupons)
+      .values({ ...holding, status: "AVAILABLE" })
+      .onConflictDoNothing({ target: [userCoupons.userId, userCoupons.couponId] })
+      .returning({ id: userCoupons.id });
+    if (inserted === undefined) return "ALREADY_CLAIMED";
+    await this.tx
+      .update(coupons)
+      .set({ issuedQuantity: locked.issuedQuantity + 1 })
+      .where(eq(coupons.id, holding.couponId));
+    return inserted.id;
+  }
+}
+
+const CAS_ATTEMPTS = 100;
+
+/**
+ * optimistic: insert the holding, read the version, then compare-and-set; a lost race re-reads and
+ * tries again with jitter. The pool bounds how many claims compete at once, so the attempts needed
+ * stay far below the bound.
+ */
+class OptimisticWrites extends PgWrites {
+  override async takeCoupon(holding: NewHolding): Promise<number | ClaimRefusal> {
+    const [held] = await this.tx
+      .insert(userCoupons)
+      .values({ ...holding, status: "AVAILABLE" })
+      .onConflictDoNothing({ target: [userCoupons.userId, userCoupons.couponId] })
+      .returning({ id: userCoupons.id });
+    if (held === undefined) return "ALREADY_CLAIMED";
+    for (let attempt = 1; ; attempt++) {
+      const [row] = await this.tx.select().from(coupons).where(eq(coupons.id, holding.couponId));
+      const coupon = must(row, "the coupon");
+      if (coupon.issuedQuantity >= coupon.totalQuantity) {
+        await this.tx.delete(userCoupons).where(eq(userCoupons.id, held.id));
+        return "SOLD_OUT";
+      }
+      const won = await this.tx
+        .update(coupons)
+        .set({ issuedQuantity: coupon.issuedQuantity + 1, version: coupon.version + 1 })
+        .where(and(eq(coupons.id, holding.couponId), eq(coupons.version, coupon.version)))
+        .returning({ id: coupons.id });
+      if (won.length > 0) return held.id;
+      if (attempt >= CAS_ATTEMPTS) throw new Error(`optimistic claim lost ${CAS_ATTEMPTS} races in a row`);
+      await Bun.sleep(Math.random() * Math.min(20, attempt));
+    }
+  }
+}
+
+/** A strategy that writes inside a transaction with `Writes`, after the lock-free moves. */
+class InTransaction implements Strategy {
+  constructor(
+    readonly Writes: new (tx: Tx) => PgWrites,
+    private readonly client: postgres.Sql,
+    private readonly facts: ClaimFacts,
+  ) {}
+
+  plan(): ClaimPlan {
+    return {
+      before: {
+        ...this.facts.moves,
+        knownRefusal: (userId, couponId) => lockFreeRefusal(this.client, userId, couponId),
+      },
+    };
+  }
+}
+
+export function strategyOf(name: CouponStrategy, db: PgDb, redis?: { client: RedisClient; prefix: string }): Strategy {
+  const facts = new ClaimFacts(db);
+  switch (name) {
+    case "atomic":
+      return new Atomic(db.$client, facts);
+    case "pessimistic":
+      return new InTransaction(PessimisticWrites, db.$client, facts);
+    case "optimistic":
+      return new InTransaction(OptimisticWrites, db.$client, facts);
+    case "redis":
+      if (redis === undefined) throw new Error("the redis coupon strategy needs a Redis client");
+      return new RedisCouponGate(db, facts, redis.client, redis.prefix);
+  }
+}
+
+/**
+ * redis: the report's final design. A Lua script checks the drop's user set and remaining count and
+ * reserves the slot in one step, so most losers never reach PostgreSQL; the winner then writes the
+ * row there with the atomic guards, and a failed write hands the reservation back.
+ */
+export class RedisCouponGate implements Strategy {
+  readonly Writes = PgWrites;
+
+  constructor(
+    private readonly db: PgDb,
+    private readonly facts: ClaimFacts,
+    private readonly redis: RedisClient,
+    private readonly prefix: string,
+  ) {}
+
+  /**
+   * The reservation answers `knownRefusal`; `undo` hands it back when the PostgreSQL write fails. A
+   * retried transaction asks again: the reservation is made once per claim.
+   */
+  plan(claim: ClaimCoupon): ClaimPlan {
+    let reserved = false;
+    return {
+      before: {
+        ...this.facts.moves,
+        knownRefusal: async (userId, couponId) => {
+          if (reserved) return null;
+          const refusal = await this.reserve(userId, couponId);
+          reserved = refusal === null;
+          return refusal;
+        },
+      },
+      undo: async (error) => {
+        if (!reserved) return;
+        // Redis was ahead of PostgreSQL: give the slot back (and the user too, unless they do hold it).
+        const holds = error instanceof DomainError && error.code === "COUPON_ALREADY_ISSUED";
+        await this.release(claim, !holds);
+      },
+    };
   }
 
   private keys(couponId: number): [string, string] {

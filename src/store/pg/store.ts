@@ -10,7 +10,7 @@ import { assertMigrated } from "../migrations.ts";
 import type { NewProduct, PopularQuery, Store, UserCouponsQuery } from "../port.ts";
 import { must, toCoupon, toHistoryEntry, toUserCoupons } from "../rows.ts";
 import { ScriptedWrites } from "../scripted-writes.ts";
-import { type CouponStrategy, RedisCouponGate, writesOf } from "./coupon-strategies.ts";
+import { type CouponStrategy, type Strategy, strategyOf } from "./coupon-strategies.ts";
 import type { PgDb } from "./database.ts";
 import { coupons, idempotencyKeys, orderItems, orders, pointHistory, products, userCoupons, users } from "./schema.ts";
 import { lineColumns } from "./writes.ts";
@@ -36,9 +36,7 @@ const productColumns = { id: products.id, name: products.name, price: products.p
  * serialization failures and deadlocks are retried, bounded.
  */
 export class PgStore extends ScriptedWrites implements Store {
-  private readonly gate: RedisCouponGate | null;
-  /** The data moves of the configured coupon strategy, one instance per transaction. */
-  private readonly Writes: (typeof writesOf)[CouponStrategy];
+  private readonly strategy: Strategy;
 
   constructor(
     private readonly db: PgDb,
@@ -47,18 +45,17 @@ export class PgStore extends ScriptedWrites implements Store {
     },
   ) {
     super();
-    this.Writes = writesOf[options.couponStrategy];
-    if (options.couponStrategy === "redis") {
-      if (options.redis === undefined) throw new Error("the redis coupon strategy needs a Redis client");
-      this.gate = new RedisCouponGate(db, options.redis, options.redisPrefix ?? "flashcart:");
-    } else {
-      this.gate = null;
-    }
+    const { couponStrategy, redis, redisPrefix } = options;
+    this.strategy = strategyOf(
+      couponStrategy,
+      db,
+      redis === undefined ? undefined : { client: redis, prefix: redisPrefix ?? "flashcart:" },
+    );
   }
 
   /** For the redis strategy: copies every drop's state from PostgreSQL into Redis (at start-up). */
   async rebuildRedis(): Promise<number> {
-    return this.gate === null ? 0 : this.gate.rebuild();
+    return (await this.strategy.rebuild?.()) ?? 0;
   }
 
   /**
@@ -75,7 +72,7 @@ export class PgStore extends ScriptedWrites implements Store {
         const running = script();
         const next = await advance(running, running.next(), early);
         if (next.done) return next.value;
-        return await this.db.transaction((tx) => runAsync(running, new this.Writes(tx), next));
+        return await this.db.transaction((tx) => runAsync(running, new this.strategy.Writes(tx), next));
       } catch (error) {
         if (attempt >= MAX_ATTEMPTS || !retryable(error)) throw error;
         await Bun.sleep(Math.random() * 5 * attempt);
@@ -152,7 +149,7 @@ export class PgStore extends ScriptedWrites implements Store {
       .values({ ...input, issuedQuantity: 0, createdAt: now })
       .returning();
     const coupon = must(row, "the new coupon");
-    await this.gate?.created(coupon.id, coupon.totalQuantity);
+    await this.strategy.created?.(coupon.id, coupon.totalQuantity);
     return toCoupon(coupon);
   }
 
@@ -163,13 +160,12 @@ export class PgStore extends ScriptedWrites implements Store {
   }
 
   /** First come, first served, by the configured strategy (see coupon-strategies.ts). */
-  override async claimCoupon(command: ClaimCoupon): Promise<model.ClaimedCoupon> {
-    if (this.gate === null) return super.claimCoupon(command);
-    const claim = this.gate.claim(command);
+  async claimCoupon(command: ClaimCoupon): Promise<model.ClaimedCoupon> {
+    const plan = this.strategy.plan(command);
     try {
-      return await this.run(() => claimCoupon(command), claim.moves);
+      return await this.run(() => claimCoupon(command), plan.before);
     } catch (error) {
-      await claim.undo(error);
+      await plan.undo?.(error);
       throw error;
     }
   }

@@ -10,7 +10,14 @@ import type { IssueWindow } from "../../domain/coupon.ts";
 import type { OrderLine } from "../../domain/model.ts";
 import type { OrderRecord } from "../../domain/order.ts";
 import type { AsyncStorage } from "../../domain/script.ts";
-import type { IdempotentRequest, NewHistoryEntry, NewOrder, StoredRequest, WriteStorage } from "../../domain/writes.ts";
+import type {
+  ClaimRefusal,
+  IdempotentRequest,
+  NewHistoryEntry,
+  NewOrder,
+  StoredRequest,
+  WriteStorage,
+} from "../../domain/writes.ts";
 import { must, toHeldCoupon } from "../rows.ts";
 import type { PgDb } from "./database.ts";
 import { coupons, idempotencyKeys, orderItems, orders, pointHistory, products, userCoupons, users } from "./schema.ts";
@@ -22,6 +29,8 @@ export const lineColumns = {
   quantity: orderItems.quantity,
   unitPrice: orderItems.unitPrice,
 };
+
+export type NewHolding = { userId: number; couponId: number; issuedAt: number; expiresAt: number };
 
 export class PgWrites implements AsyncStorage<WriteStorage> {
   constructor(protected readonly tx: Tx) {}
@@ -70,33 +79,31 @@ export class PgWrites implements AsyncStorage<WriteStorage> {
     return coupon ?? null;
   }
 
-  async knownRefusal(): Promise<null> {
+  /** Nothing known inside the transaction: the guards of takeCoupon decide (see coupon-strategies.ts). */
+  async knownRefusal(): Promise<ClaimRefusal | null> {
     return null;
   }
 
-  /** The one-per-user guard: the unique (user_id, coupon_id) index turns a second claim into no row. */
-  async insertHolding(holding: {
-    userId: number;
-    couponId: number;
-    issuedAt: number;
-    expiresAt: number;
-  }): Promise<number | null> {
+  /**
+   * The one-per-user guard (the unique (user_id, coupon_id) index turns a second claim into no row),
+   * then the supply guard (`UPDATE … WHERE issued < total`: READ COMMITTED re-checks the WHERE on the
+   * newest row version); a refused supply takes the holding back, so the move is all or nothing.
+   */
+  async takeCoupon(holding: NewHolding): Promise<number | ClaimRefusal> {
     const [held] = await this.tx
       .insert(userCoupons)
       .values({ ...holding, status: "AVAILABLE" })
       .onConflictDoNothing({ target: [userCoupons.userId, userCoupons.couponId] })
       .returning({ id: userCoupons.id });
-    return held?.id ?? null;
-  }
-
-  /** `UPDATE … WHERE issued < total`: READ COMMITTED re-checks the WHERE on the newest row version. */
-  async takeSlot(couponId: number): Promise<boolean> {
+    if (held === undefined) return "ALREADY_CLAIMED";
     const taken = await this.tx
       .update(coupons)
       .set({ issuedQuantity: sql`${coupons.issuedQuantity} + 1` })
-      .where(and(eq(coupons.id, couponId), lt(coupons.issuedQuantity, coupons.totalQuantity)))
+      .where(and(eq(coupons.id, holding.couponId), lt(coupons.issuedQuantity, coupons.totalQuantity)))
       .returning({ id: coupons.id });
-    return taken.length > 0;
+    if (taken.length > 0) return held.id;
+    await this.tx.delete(userCoupons).where(eq(userCoupons.id, held.id));
+    return "SOLD_OUT";
   }
 
   /** One query for every line. */

@@ -152,6 +152,21 @@ export function prepareStatements(db: SqliteDb) {
       .from(coupons)
       .where(eq(coupons.id, p("id")))
       .prepare(),
+    /** Lock-free refusals, read before the write lock: "this user holds it", "none left". */
+    holds: db
+      .select({ id: userCoupons.id })
+      .from(userCoupons)
+      .where(and(eq(userCoupons.userId, p("userId")), eq(userCoupons.couponId, p("couponId"))))
+      .prepare(),
+    soldOut: db
+      .select({ id: coupons.id })
+      .from(coupons)
+      .where(and(eq(coupons.id, p("id")), gte(coupons.issuedQuantity, coupons.totalQuantity)))
+      .prepare(),
+    deleteHolding: db
+      .delete(userCoupons)
+      .where(eq(userCoupons.id, p("id")))
+      .prepare(),
     /** The first-come guard: a slot is taken only while one is left. */
     takeSlot: db
       .update(coupons)

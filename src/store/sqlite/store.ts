@@ -2,8 +2,8 @@ import { notFound } from "../../domain/errors.ts";
 import type * as model from "../../domain/model.ts";
 import { orderOf } from "../../domain/order.ts";
 import { toPage } from "../../domain/pagination.ts";
-import { runSync, type Script } from "../../domain/script.ts";
-import type { WriteStorage } from "../../domain/writes.ts";
+import { advanceSync, runSync, type Script } from "../../domain/script.ts";
+import { type ClaimCoupon, claimCoupon, type WriteStorage } from "../../domain/writes.ts";
 import { assertMigrated } from "../migrations.ts";
 import type { NewProduct, PopularQuery, Store, UserCouponsQuery } from "../port.ts";
 import { must, toCoupon, toHistoryEntry, toUserCoupons } from "../rows.ts";
@@ -11,7 +11,7 @@ import { ScriptedWrites } from "../scripted-writes.ts";
 import type { SqliteDb } from "./database.ts";
 import { GroupCommit } from "./group-commit.ts";
 import { prepareStatements, type Statements } from "./statements.ts";
-import { changesOf, sqliteWrites } from "./writes.ts";
+import { changesOf, claimReads, sqliteWrites } from "./writes.ts";
 
 /** Keyset cursors: "before the largest id" and "after id 0" let one prepared statement serve the first page too. */
 const NO_UPPER_BOUND = Number.MAX_SAFE_INTEGER;
@@ -26,12 +26,14 @@ const NO_UPPER_BOUND = Number.MAX_SAFE_INTEGER;
 export class SqliteStore extends ScriptedWrites implements Store {
   private readonly q: Statements;
   private readonly writes: WriteStorage;
+  private readonly claimReads: Partial<WriteStorage>;
   private readonly commits: GroupCommit;
 
   constructor(private readonly db: SqliteDb) {
     super();
     this.q = prepareStatements(db);
     this.writes = sqliteWrites(this.q);
+    this.claimReads = claimReads(this.q);
     this.commits = new GroupCommit(db.$client);
   }
 
@@ -46,6 +48,17 @@ export class SqliteStore extends ScriptedWrites implements Store {
   /** A domain write script, run to its end inside one unit of the group commit. */
   protected run<R>(script: () => Script<WriteStorage, R>): Promise<R> {
     return this.commits.run(() => runSync(script(), this.writes));
+  }
+
+  /**
+   * A claim reads (drop, user, known refusals) before the write lock, so a losing claim never waits
+   * for the writer; only a claim that may win joins the group commit, where the guards decide.
+   */
+  async claimCoupon(command: ClaimCoupon): Promise<model.ClaimedCoupon> {
+    const script = claimCoupon(command);
+    const next = advanceSync(script, script.next(), this.claimReads);
+    if (next.done) return next.value;
+    return this.commits.run(() => runSync(script, this.writes, next));
   }
 
   private requireUser(userId: number): model.User {

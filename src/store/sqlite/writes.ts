@@ -4,7 +4,7 @@
  * false or null; the script decides what that means.
  */
 import type { Changes } from "bun:sqlite";
-import type { WriteStorage } from "../../domain/writes.ts";
+import type { ClaimStorage, WriteStorage } from "../../domain/writes.ts";
 import { must, toHeldCoupon } from "../rows.ts";
 import type { Statements } from "./statements.ts";
 
@@ -13,9 +13,25 @@ export function changesOf(result: unknown): number {
   return (result as Changes).changes;
 }
 
+/**
+ * The moves of a claim that only read, answered before the write lock is taken: a drop's definition
+ * and a user never change once created, and "holds it" / "none left" never revert. So the losers of
+ * a stampede (nearly every request) are answered by two reads and never wait for the writer.
+ */
+export function claimReads(q: Statements): Pick<ClaimStorage, "findCoupon" | "userExists" | "knownRefusal"> {
+  return {
+    findCoupon: (couponId) => q.couponById.get({ id: couponId }) ?? null,
+    userExists: (userId) => q.userById.get({ id: userId }) !== undefined,
+    knownRefusal: (userId, couponId) => {
+      if (q.holds.get({ userId, couponId }) !== undefined) return "ALREADY_CLAIMED";
+      if (q.soldOut.get({ id: couponId }) !== undefined) return "SOLD_OUT";
+      return null;
+    },
+  };
+}
+
 export function sqliteWrites(q: Statements): WriteStorage {
   return {
-    userExists: (userId) => q.userById.get({ id: userId }) !== undefined,
     insertHistory: ({ createdAt, ...entry }) => q.insertHistory.run({ ...entry, now: createdAt }),
 
     storedRequest: (userId, request) => q.idempotencyByKey.get({ userId, key: request.key }) ?? null,
@@ -29,11 +45,16 @@ export function sqliteWrites(q: Statements): WriteStorage {
         now,
       }),
 
-    findCoupon: (couponId) => q.couponById.get({ id: couponId }) ?? null,
-    knownRefusal: () => null,
-    insertHolding: ({ userId, couponId, issuedAt, expiresAt }) =>
-      q.insertUserCoupon.get({ userId, couponId, now: issuedAt, expiresAt })?.id ?? null,
-    takeSlot: (couponId) => changesOf(q.takeSlot.run({ id: couponId })) > 0,
+    ...claimReads(q),
+    takeCoupon: ({ userId, couponId, issuedAt, expiresAt }) => {
+      const held = q.insertUserCoupon.get({ userId, couponId, now: issuedAt, expiresAt });
+      if (held === undefined) return "ALREADY_CLAIMED";
+      if (changesOf(q.takeSlot.run({ id: couponId })) === 0) {
+        q.deleteHolding.run({ id: held.id });
+        return "SOLD_OUT";
+      }
+      return held.id;
+    },
 
     pricesOf: (productIds) => productIds.map((id) => q.productPrice.get({ id })?.price ?? null),
     heldCoupon: (userCouponId) => {
