@@ -66,7 +66,7 @@ async function runWrk(phase: Phase & { tokensFile: string; products: number }): 
 }
 
 /** k6 runs the scripts in load/k6 against an already seeded service (SEEDED=1 skips their own setup). */
-async function runK6(phase: Phase & { users: number; secret: string }): Promise<LoadResult> {
+async function runK6(phase: Phase & { users: number; products: number; secret: string }): Promise<LoadResult> {
   const dir = mkdtempSync(join(tmpdir(), "flashcart-k6-"));
   const summary = join(dir, "summary.json");
   const scenario = phase.thinkMs > 0 ? "report" : "bench";
@@ -81,6 +81,7 @@ async function runK6(phase: Phase & { users: number; secret: string }): Promise<
         ...["-e", `BASE_URL=${phase.url}`, "-e", `SCENARIO=${scenario}`, "-e", `VUS=${phase.connections}`],
         ...["-e", `DURATION=${phase.seconds}s`, "-e", `THINK_MS=${phase.thinkMs}`, "-e", `USERS=${phase.users}`],
         ...["-e", `JWT_SECRET=${phase.secret}`, "-e", "SEEDED=1", "-e", `COUPON_ID=${phase.couponId}`],
+        ...["-e", `PRODUCTS=${phase.products}`],
         `load/k6/${phase.kind}.js`,
       ],
       { cwd: root, stdout: "pipe", stderr: "pipe" },
@@ -155,7 +156,13 @@ export async function loadDriver(
     return {
       tool: "k6",
       version: versionOf(["k6", "version"]),
-      run: (phase) => runK6({ ...phase, users: phase.kind === "hello" ? 0 : context.users, secret: context.secret }),
+      run: (phase) =>
+        runK6({
+          ...phase,
+          users: phase.kind === "hello" ? 0 : context.users,
+          products: phase.kind === "hello" ? 0 : context.products,
+          secret: context.secret,
+        }),
     };
   }
   if (!has("wrk")) throw new LoadToolMissing(`Neither k6 nor wrk is installed. ${INSTALL_HINT}`);
