@@ -3,13 +3,16 @@
  *
  * For each scenario it starts the real service on a fresh SQLite file, seeds it with the seed command,
  * drives load with k6 (when on PATH) or wrk, stops the service, then reads the database and checks every
- * invariant. A bare Bun.serve hello-world measured with the same tool and connections gives the
+ * invariant. Each variant runs in a durability class (src/durability.ts: durable by default, relaxed,
+ * or both), which sets SQLITE_SYNCHRONOUS and PG_SYNCHRONOUS_COMMIT for its service; the report groups
+ * the figures by class. A bare Bun.serve hello-world measured with the same tool and connections gives the
  * machine's ceiling; every throughput is also shown as a fraction of it. A broken invariant or any 5xx
  * fails the run (exit 1).
  *
  *   bun run bench                 every scenario (about 6 minutes)
  *   bun run bench --quick         a 30-second smoke run
  *   bun run bench --scenarios coupon,order --duration 20 --connections 200
+ *   bun run bench --durability both   each variant durable, then relaxed
  */
 import { Database } from "bun:sqlite";
 import { randomBytes } from "node:crypto";
@@ -19,10 +22,11 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { RedisClient } from "bun";
 import postgres from "postgres";
+import { type Durability, durabilityClasses, durabilitySettings } from "../src/durability.ts";
 import { couponStrategies } from "../src/store/pg/coupon-strategies.ts";
 import { brokenInvariants } from "./invariants.ts";
 import { type ListeningProcess, spawnListening } from "./process.ts";
-import { type BenchRun, renderMarkdown, renderSvg, type ScenarioResult } from "./report.ts";
+import { type BenchRun, durabilityLegend, renderMarkdown, renderSvg, type ScenarioResult } from "./report.ts";
 import { type LoadDriver, type LoadResult, LoadToolMissing, loadDriver, versionOf } from "./tools.ts";
 
 const root = resolve(import.meta.dir, "..");
@@ -51,6 +55,7 @@ const POINTS = 10_000;
 
 interface Options {
   variants: Variant[];
+  durability: Durability[];
   pgUrl: string;
   pgPool: number;
   quick: boolean;
@@ -73,6 +78,7 @@ function parseOptions(argv: string[]): Options {
       scenarios: { type: "string" },
       tool: { type: "string", default: "auto" },
       variants: { type: "string", default: "sqlite" },
+      durability: { type: "string", default: "durable" },
       "pg-url": {
         type: "string",
         default: process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test",
@@ -83,7 +89,7 @@ function parseOptions(argv: string[]): Options {
   });
   if (values.help) {
     console.log(
-      `usage: bun run bench [--quick] [--variants ${VARIANTS.join(",")}] [--duration SECONDS] [--connections N] [--users N] [--scenarios ${Object.keys(SCENARIOS).join(",")}] [--tool auto|wrk|k6] [--pg-url postgres://…] [--pg-pool N]`,
+      `usage: bun run bench [--quick] [--variants ${VARIANTS.join(",")}] [--durability ${[...durabilityClasses, "both"].join("|")}] [--duration SECONDS] [--connections N] [--users N] [--scenarios ${Object.keys(SCENARIOS).join(",")}] [--tool auto|wrk|k6] [--pg-url postgres://…] [--pg-pool N]`,
     );
     process.exit(0);
   }
@@ -103,10 +109,15 @@ function parseOptions(argv: string[]): Options {
   for (const variant of variants) {
     if (!VARIANTS.includes(variant)) throw new Error(`unknown variant "${variant}"; known: ${VARIANTS.join(", ")}`);
   }
+  const durabilityChoice = values.durability as string;
+  if (durabilityChoice !== "both" && !(durabilityClasses as readonly string[]).includes(durabilityChoice))
+    throw new Error(`--durability: ${[...durabilityClasses, "both"].join(", ")}`);
+  const durability = durabilityChoice === "both" ? [...durabilityClasses] : [durabilityChoice as Durability];
   const tool = values.tool as Options["tool"];
   if (!["auto", "wrk", "k6"].includes(tool)) throw new Error("--tool: auto, wrk or k6");
   return {
     variants,
+    durability,
     pgUrl: values["pg-url"] as string,
     pgPool: number(values["pg-pool"] as string, "pg-pool", 1, 1000),
     quick,
@@ -177,10 +188,23 @@ interface Deployment {
 
 const initialStock = () => new Map(Array.from({ length: PRODUCTS }, (_, i) => [i + 1, STOCK]));
 
-/** A fresh database for one variant: a temporary SQLite file, or a schema of its own on PostgreSQL. */
-async function deploy(variant: Variant, options: Options, secret: string): Promise<Deployment> {
-  // One request in a hundred is logged: enough to see the service work, little enough not to measure the logger.
-  const base = { JWT_SECRET: secret, LOG_LEVEL: "info", LOG_SAMPLE: "0.01", PORT: "0", HOST: "127.0.0.1" };
+/**
+ * A fresh database for one variant in one durability class: a temporary SQLite file, or a schema of
+ * its own on PostgreSQL.
+ */
+async function deploy(variant: Variant, durability: Durability, options: Options, secret: string): Promise<Deployment> {
+  const settings = durabilitySettings[durability];
+  const base = {
+    JWT_SECRET: secret,
+    // One request in a hundred is logged: enough to see the service work, little enough not to measure the logger.
+    LOG_LEVEL: "info",
+    LOG_SAMPLE: "0.01",
+    PORT: "0",
+    HOST: "127.0.0.1",
+    // Both, whatever the backend: the class is never left to the caller's environment.
+    SQLITE_SYNCHRONOUS: settings.sqliteSynchronous,
+    PG_SYNCHRONOUS_COMMIT: settings.pgSynchronousCommit,
+  };
   if (variant === "sqlite") {
     const dir = mkdtempSync(join(tmpdir(), "flashcart-bench-"));
     return {
@@ -221,18 +245,19 @@ async function deploy(variant: Variant, options: Options, secret: string): Promi
 }
 
 /**
- * One variant: a fresh database seeded with the seed command, the service started once, every
+ * One variant in one durability class: a fresh database seeded with the seed command, the service started once, every
  * scenario in turn (each with a warm-up on a drop of its own, then measured on a full drop), the
  * invariants read after each scenario, the service stopped.
  */
 async function runVariant(
   variant: Variant,
+  durability: Durability,
   options: Options,
   driver: LoadDriver,
   secret: string,
   ceilingRps: number,
 ): Promise<ScenarioResult[]> {
-  const deployment = await deploy(variant, options, secret);
+  const deployment = await deploy(variant, durability, options, secret);
   const results: ScenarioResult[] = [];
   try {
     const seed = Bun.spawnSync(
@@ -255,7 +280,7 @@ async function runVariant(
     });
     try {
       for (const [index, name] of options.scenarios.entries()) {
-        const scenarioResults = await runScenario(name, variant, service, options, driver, ceilingRps, {
+        const scenarioResults = await runScenario(name, variant, durability, service, options, driver, ceilingRps, {
           measured: 2 * index + 1,
           warmUp: 2 * index + 2,
         });
@@ -280,6 +305,7 @@ async function runVariant(
 async function runScenario(
   name: ScenarioName,
   variant: Variant,
+  durability: Durability,
   service: ListeningProcess,
   options: Options,
   driver: LoadDriver,
@@ -293,13 +319,14 @@ async function runScenario(
   await driver.run({ url: service.url, kind, ...warmUp, couponId: coupon.warmUp });
   for (const phase of phasesOf(name, options)) {
     process.stdout.write(
-      `  ${variant} ${name}: ${phase.connections} connections, ${phase.seconds} s${phase.thinkMs ? `, think ${phase.thinkMs} ms` : ""} … `,
+      `  ${variant} (${durability}) ${name}: ${phase.connections} connections, ${phase.seconds} s${phase.thinkMs ? `, think ${phase.thinkMs} ms` : ""} … `,
     );
     const load = await driver.run({ url: service.url, kind, ...phase, couponId: coupon.measured });
     const seconds = load.durationUs / 1e6;
     const failures = failed(load);
     const result: ScenarioResult = {
       variant,
+      durability,
       scenario: name,
       kind,
       connections: phase.connections,
@@ -337,7 +364,7 @@ async function main(): Promise<void> {
   try {
     const driver = await loadDriver(options.tool, { secret, users: options.users, products: PRODUCTS, workDir: work });
     console.log(
-      `flashcart bench with ${driver.tool}: ${options.variants.join(", ")} × ${options.scenarios.join(", ")}`,
+      `flashcart bench with ${driver.tool}: ${options.variants.join(", ")} × ${options.durability.join(", ")} × ${options.scenarios.join(", ")}`,
     );
 
     process.stdout.write(
@@ -361,8 +388,11 @@ async function main(): Promise<void> {
     console.log(`${Math.round(ceilingRps)} req/s`);
 
     const results: ScenarioResult[] = [];
+    // A variant's classes run back to back, so what drifts on the machine over a run touches both alike.
     for (const variant of options.variants) {
-      results.push(...(await runVariant(variant, options, driver, secret, ceilingRps)));
+      for (const durability of options.durability) {
+        results.push(...(await runVariant(variant, durability, options, driver, secret, ceilingRps)));
+      }
     }
 
     const run: BenchRun = {
@@ -376,6 +406,7 @@ async function main(): Promise<void> {
       command: `bun run bench ${process.argv.slice(2).join(" ")}`.trim(),
       users: options.users,
       ceilingRps,
+      durability: durabilityLegend(results),
       results,
     };
     const dir = join(root, "load", "results");

@@ -1,7 +1,14 @@
-/** The bench's report: a Markdown table and an SVG chart people would rather look at than read. */
+/**
+ * The bench's report: a Markdown table and an SVG chart people would rather look at than read. Both
+ * group the figures by durability class and name the class on every row: a figure from one class
+ * compared with one from the other measures the fsync, not the design.
+ */
+import { type Durability, type DurabilitySettings, durabilityClasses, durabilitySettings } from "../src/durability.ts";
 
 export interface ScenarioResult {
   variant: string;
+  /** The class the service ran in (SQLITE_SYNCHRONOUS and PG_SYNCHRONOUS_COMMIT set from it). */
+  durability: Durability;
   scenario: string;
   kind: "coupon" | "order";
   connections: number;
@@ -28,12 +35,28 @@ export interface BenchRun {
   command: string;
   users: number;
   ceilingRps: number;
+  /** What each class present in the results meant when they were measured. */
+  durability: Partial<Record<Durability, DurabilitySettings>>;
   results: ScenarioResult[];
 }
 
+/** The settings of the classes `results` ran in, for BenchRun.durability. */
+export function durabilityLegend(results: ScenarioResult[]): BenchRun["durability"] {
+  return Object.fromEntries(classesOf(results).map((name) => [name, durabilitySettings[name]]));
+}
+
+/** The classes present, durable first, whatever order they ran in. */
+const classesOf = (results: ScenarioResult[]) =>
+  durabilityClasses.filter((c) => results.some((r) => r.durability === c));
+
+const describeClass = (name: Durability, run: BenchRun) => {
+  const settings = run.durability[name] ?? durabilitySettings[name];
+  return `${name}: SQLite synchronous=${settings.sqliteSynchronous}, PostgreSQL synchronous_commit=${settings.pgSynchronousCommit}`;
+};
+
 const ms = (n: number) => (n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : Math.round(n).toString());
 const pct = (n: number) => `${(n * 100).toFixed(n < 0.1 ? 2 : 1)} %`;
-const label = (r: ScenarioResult) => `${r.variant} ${r.scenario} @${r.connections}`;
+const label = (r: ScenarioResult) => `${r.variant} ${r.scenario} @${r.connections} · ${r.durability}`;
 
 export function renderMarkdown(run: BenchRun): string {
   const lines = [
@@ -44,44 +67,61 @@ export function renderMarkdown(run: BenchRun): string {
     "",
     `Ceiling (bare Bun.serve hello-world, same tool and connections): **${Math.round(run.ceilingRps)} req/s**.`,
     "",
-    "| variant | scenario | connections | think | req/s | of ceiling | p50 ms | p95 ms | p99 ms | max ms | 2xx | 409 | failures | invariants |",
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    "Figures are grouped by durability class (src/durability.ts); compare them within a class.",
   ];
-  for (const r of run.results) {
-    const ok = Object.entries(r.statuses)
-      .filter(([s]) => Number(s) >= 200 && Number(s) < 300)
-      .reduce((sum, [, n]) => sum + n, 0);
-    lines.push(
-      `| ${r.variant} | ${r.scenario} | ${r.connections} | ${r.thinkMs ? `${r.thinkMs} ms` : "–"} | ${Math.round(r.rps)} | ${pct(r.ofCeiling)} | ${ms(r.latencyMs.p50)} | ${ms(r.latencyMs.p95)} | ${ms(r.latencyMs.p99)} | ${ms(r.latencyMs.max)} | ${ok} | ${r.statuses["409"] ?? 0} | ${pct(r.failureRate)} | ${r.invariants.length === 0 ? "all hold" : `**broken**: ${r.invariants.join("; ")}`} |`,
-    );
-  }
-  for (const variant of new Set(run.results.map((r) => r.variant))) {
-    const breakpoint = run.results.filter((r) => r.scenario === "breakpoint" && r.variant === variant);
-    if (breakpoint.length === 0) continue;
-    const crossed = breakpoint.find((r) => r.latencyMs.p95 > 500 || r.failureRate > 0.01);
+  for (const name of classesOf(run.results)) {
+    const settings = run.durability[name] ?? durabilitySettings[name];
+    const results = run.results.filter((r) => r.durability === name);
     lines.push(
       "",
-      crossed === undefined
-        ? `Breakpoint (${variant}): not reached up to ${breakpoint.at(-1)?.connections} connections (p95 ≤ 500 ms, failures ≤ 1 %).`
-        : `Breakpoint (${variant}): at ${crossed.connections} connections (p95 ${ms(crossed.latencyMs.p95)} ms, failures ${pct(crossed.failureRate)}).`,
+      `## ${describeClass(name, run)}`,
+      "",
+      `${settings.promise[0]?.toUpperCase()}${settings.promise.slice(1)}.`,
+      "",
+      "| durability | variant | scenario | connections | think | req/s | of ceiling | p50 ms | p95 ms | p99 ms | max ms | 2xx | 409 | failures | invariants |",
+      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     );
+    for (const r of results) {
+      const ok = Object.entries(r.statuses)
+        .filter(([s]) => Number(s) >= 200 && Number(s) < 300)
+        .reduce((sum, [, n]) => sum + n, 0);
+      lines.push(
+        `| ${r.durability} | ${r.variant} | ${r.scenario} | ${r.connections} | ${r.thinkMs ? `${r.thinkMs} ms` : "–"} | ${Math.round(r.rps)} | ${pct(r.ofCeiling)} | ${ms(r.latencyMs.p50)} | ${ms(r.latencyMs.p95)} | ${ms(r.latencyMs.p99)} | ${ms(r.latencyMs.max)} | ${ok} | ${r.statuses["409"] ?? 0} | ${pct(r.failureRate)} | ${r.invariants.length === 0 ? "all hold" : `**broken**: ${r.invariants.join("; ")}`} |`,
+      );
+    }
+    for (const variant of new Set(results.map((r) => r.variant))) {
+      const breakpoint = results.filter((r) => r.scenario === "breakpoint" && r.variant === variant);
+      if (breakpoint.length === 0) continue;
+      const crossed = breakpoint.find((r) => r.latencyMs.p95 > 500 || r.failureRate > 0.01);
+      lines.push(
+        "",
+        crossed === undefined
+          ? `Breakpoint (${variant}, ${name}): not reached up to ${breakpoint.at(-1)?.connections} connections (p95 ≤ 500 ms, failures ≤ 1 %).`
+          : `Breakpoint (${variant}, ${name}): at ${crossed.connections} connections (p95 ${ms(crossed.latencyMs.p95)} ms, failures ${pct(crossed.failureRate)}).`,
+      );
+    }
   }
-  lines.push("", "![throughput and p99 per scenario](latest.svg)", "");
+  lines.push("", "![throughput and p99 per scenario, by durability class](latest.svg)", "");
   return lines.join("\n");
 }
 
 const xml = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
 
-/** Two bar charts side by side: throughput (as a share of the ceiling) and p99 latency, one row per phase. */
+/**
+ * Two bar charts side by side: throughput (as a share of the ceiling) and p99 latency, one row per
+ * phase, under a heading line per durability class.
+ */
 export function renderSvg(run: BenchRun): string {
-  const rows = run.results;
+  const classes = classesOf(run.results);
+  const rows = classes.flatMap((name) => run.results.filter((r) => r.durability === name));
   const rowHeight = 26;
   const top = 56;
-  const labelWidth = 250;
+  const labelWidth = 300;
   const barWidth = 300;
   const gap = 90;
   const width = labelWidth + barWidth * 2 + gap + 40;
-  const height = top + rows.length * rowHeight + 30;
+  const lineCount = rows.length + classes.length;
+  const height = top + lineCount * rowHeight + 30;
   const maxRps = Math.max(run.ceilingRps, ...rows.map((r) => r.rps));
   const maxP99 = Math.max(1, ...rows.map((r) => r.latencyMs.p99));
   const x2 = labelWidth + barWidth + gap;
@@ -89,12 +129,20 @@ export function renderSvg(run: BenchRun): string {
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="system-ui, sans-serif" font-size="12" role="img">`,
     "<title>flashcart bench: throughput and p99 latency per scenario</title>",
     `<rect width="100%" height="100%" fill="#fff"/>`,
-    `<text x="12" y="20" font-size="15" font-weight="600">flashcart bench — ${xml(run.tool)}, ${run.cpus} CPUs, commit ${xml(run.commit)}</text>`,
+    `<text x="12" y="20" font-size="15" font-weight="600">flashcart bench — ${xml(run.tool)}, ${run.cpus} CPUs, commit ${xml(run.commit)}; compare within a durability class</text>`,
     `<text x="${labelWidth}" y="44" font-weight="600">throughput (req/s; line = hello-world ceiling ${Math.round(run.ceilingRps)})</text>`,
     `<text x="${x2}" y="44" font-weight="600">p99 latency (ms)</text>`,
   ];
+  let line = 0;
   rows.forEach((r, i) => {
-    const y = top + i * rowHeight;
+    if (i === 0 || rows[i - 1]?.durability !== r.durability) {
+      parts.push(
+        `<text x="12" y="${top + line * rowHeight + 15}" font-weight="600">${xml(describeClass(r.durability, run))}</text>`,
+      );
+      line += 1;
+    }
+    const y = top + line * rowHeight;
+    line += 1;
     const w1 = Math.max(1, (r.rps / maxRps) * barWidth);
     const w2 = Math.max(1, (r.latencyMs.p99 / maxP99) * barWidth);
     const colour = r.invariants.length > 0 ? "#c62828" : r.kind === "coupon" ? "#1565c0" : "#2e7d32";
@@ -108,7 +156,7 @@ export function renderSvg(run: BenchRun): string {
   });
   const ceilingX = labelWidth + (run.ceilingRps / maxRps) * barWidth;
   parts.push(
-    `<line x1="${ceilingX.toFixed(1)}" y1="${top - 4}" x2="${ceilingX.toFixed(1)}" y2="${top + rows.length * rowHeight}" stroke="#555" stroke-dasharray="4 3"/>`,
+    `<line x1="${ceilingX.toFixed(1)}" y1="${top - 4}" x2="${ceilingX.toFixed(1)}" y2="${top + lineCount * rowHeight}" stroke="#555" stroke-dasharray="4 3"/>`,
     `<text x="12" y="${height - 10}" fill="#555">blue: coupon claims, green: orders, red: a broken invariant. ${xml(run.startedAt)}</text>`,
     "</svg>",
     "",

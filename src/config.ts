@@ -1,4 +1,12 @@
 import { z } from "zod";
+import {
+  type Durability,
+  durabilityOf,
+  type PgSynchronousCommit,
+  pgSynchronousCommitLevels,
+  type SqliteSynchronous,
+  sqliteSynchronousLevels,
+} from "./durability.ts";
 import { type CouponStrategy, couponStrategies } from "./store/pg/coupon-strategies.ts";
 
 /**
@@ -41,8 +49,8 @@ const envSchema = z.object({
   LOG_SAMPLE: z.coerce.number().min(0).max(1).default(1),
   /** Prometheus metrics at /metrics. */
   METRICS: z.enum(["on", "off"]).default("on"),
-  /** NORMAL in WAL mode never corrupts the database; a power loss may drop the last commits. FULL fsyncs each commit. */
-  SQLITE_SYNCHRONOUS: z.enum(["NORMAL", "FULL"]).default("NORMAL"),
+  /** FULL (durable) fsyncs each commit before the answer; NORMAL (relaxed) may lose the last commits on power loss, never corrupts. */
+  SQLITE_SYNCHRONOUS: z.enum(sqliteSynchronousLevels).default("FULL"),
   SQLITE_BUSY_TIMEOUT_MS: z.coerce.number().int().min(0).max(60_000).default(5000),
   /** HS256 secret for bearer tokens; unset with a SQLite file: generated once beside the database. */
   JWT_SECRET: z
@@ -55,6 +63,8 @@ const envSchema = z.object({
   RATE_LIMIT_ORDERS: z.coerce.number().int().min(0).max(1_000_000).default(50),
   PG_POOL_MAX: z.coerce.number().int().min(1).max(1000).default(10),
   PG_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
+  /** on (durable): the commit's WAL is flushed before the answer; off (relaxed): like SQLite's NORMAL. */
+  PG_SYNCHRONOUS_COMMIT: z.enum(pgSynchronousCommitLevels).default("on"),
   /** How PostgreSQL hands out a drop: atomic | pessimistic | optimistic | redis (see README). */
   COUPON_STRATEGY: z.enum(couponStrategies).default("atomic"),
   /** Redis for the `redis` coupon strategy. */
@@ -73,7 +83,9 @@ export interface Config {
   logLevel: LogLevel;
   logSample: number;
   metrics: boolean;
-  sqlite: { synchronous: "NORMAL" | "FULL"; busyTimeoutMs: number };
+  sqlite: { synchronous: SqliteSynchronous; busyTimeoutMs: number };
+  /** The durability class of the backend DATABASE_URL selects, from its synchronous setting. */
+  durability: Durability;
   jwtSecret: string | null;
   rateLimit: RateLimits;
   pg: PgConfig;
@@ -86,6 +98,7 @@ export type DatabaseConfig =
 export interface PgConfig {
   poolMax: number;
   statementTimeoutMs: number;
+  synchronousCommit: PgSynchronousCommit;
   couponStrategy: CouponStrategy;
   redisUrl: string;
 }
@@ -122,6 +135,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logSample: e.LOG_SAMPLE,
     metrics: e.METRICS === "on",
     sqlite: { synchronous: e.SQLITE_SYNCHRONOUS, busyTimeoutMs: e.SQLITE_BUSY_TIMEOUT_MS },
+    durability: durabilityOf(e.DATABASE_URL.kind === "postgres" ? e.PG_SYNCHRONOUS_COMMIT : e.SQLITE_SYNCHRONOUS),
     jwtSecret: e.JWT_SECRET ?? null,
     rateLimit: {
       windowMs: e.RATE_LIMIT_WINDOW_MS,
@@ -131,6 +145,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     pg: {
       poolMax: e.PG_POOL_MAX,
       statementTimeoutMs: e.PG_STATEMENT_TIMEOUT_MS,
+      synchronousCommit: e.PG_SYNCHRONOUS_COMMIT,
       couponStrategy: e.COUPON_STRATEGY,
       redisUrl: e.REDIS_URL,
     },

@@ -2,7 +2,7 @@
 import { Database } from "bun:sqlite";
 import { expect, test } from "bun:test";
 import { brokenInvariants } from "../load/invariants.ts";
-import { type BenchRun, renderMarkdown, renderSvg } from "../load/report.ts";
+import { type BenchRun, durabilityLegend, renderMarkdown, renderSvg, type ScenarioResult } from "../load/report.ts";
 import { startServer } from "./support/server.ts";
 
 test("the invariant checker passes a healthy database and names every corruption", async () => {
@@ -39,6 +39,61 @@ test("the invariant checker passes a healthy database and names every corruption
   }
 });
 
+/** Run in this order: the durable pg-redis row comes after a relaxed one, and the report regroups them. */
+const results: ScenarioResult[] = [
+  {
+    variant: "sqlite",
+    durability: "durable",
+    scenario: "coupon",
+    kind: "coupon",
+    connections: 100,
+    thinkMs: 0,
+    rps: 25_000,
+    ofCeiling: 0.25,
+    latencyMs: { p50: 3.5, p95: 6.25, p99: 9, max: 30 },
+    requests: 125_000,
+    statuses: { "201": 10_000, "409": 115_000 },
+    rejectionRate: 0.92,
+    failureRate: 0,
+    serverErrors: 0,
+    invariants: [],
+  },
+  {
+    variant: "sqlite",
+    durability: "relaxed",
+    scenario: "coupon",
+    kind: "coupon",
+    connections: 100,
+    thinkMs: 0,
+    rps: 27_000,
+    ofCeiling: 0.27,
+    latencyMs: { p50: 3.25, p95: 6, p99: 8.5, max: 29 },
+    requests: 135_000,
+    statuses: { "201": 10_000, "409": 125_000 },
+    rejectionRate: 0.93,
+    failureRate: 0,
+    serverErrors: 0,
+    invariants: [],
+  },
+  {
+    variant: "pg-redis",
+    durability: "durable",
+    scenario: "breakpoint",
+    kind: "coupon",
+    connections: 3200,
+    thinkMs: 0,
+    rps: 20_000,
+    ofCeiling: 0.2,
+    latencyMs: { p50: 150, p95: 620, p99: 900, max: 2000 },
+    requests: 100_000,
+    statuses: { "201": 0, "409": 99_000, "500": 1000 },
+    rejectionRate: 0.99,
+    failureRate: 0.01,
+    serverErrors: 1000,
+    invariants: ["1000 responses were 5xx"],
+  },
+];
+
 const run: BenchRun = {
   startedAt: "2026-11-24T12:00:00.000Z",
   tool: "wrk",
@@ -50,40 +105,8 @@ const run: BenchRun = {
   command: "bun run bench --quick",
   users: 20_000,
   ceilingRps: 100_000,
-  results: [
-    {
-      variant: "sqlite",
-      scenario: "coupon",
-      kind: "coupon",
-      connections: 100,
-      thinkMs: 0,
-      rps: 25_000,
-      ofCeiling: 0.25,
-      latencyMs: { p50: 3.5, p95: 6.25, p99: 9, max: 30 },
-      requests: 125_000,
-      statuses: { "201": 10_000, "409": 115_000 },
-      rejectionRate: 0.92,
-      failureRate: 0,
-      serverErrors: 0,
-      invariants: [],
-    },
-    {
-      variant: "pg-redis",
-      scenario: "breakpoint",
-      kind: "coupon",
-      connections: 3200,
-      thinkMs: 0,
-      rps: 20_000,
-      ofCeiling: 0.2,
-      latencyMs: { p50: 150, p95: 620, p99: 900, max: 2000 },
-      requests: 100_000,
-      statuses: { "201": 0, "409": 99_000, "500": 1000 },
-      rejectionRate: 0.99,
-      failureRate: 0.01,
-      serverErrors: 1000,
-      invariants: ["1000 responses were 5xx"],
-    },
-  ],
+  durability: durabilityLegend(results),
+  results,
 };
 
 test("the Markdown report gives the command, the tool, ratios to the ceiling and the verdicts", () => {
@@ -92,10 +115,44 @@ test("the Markdown report gives the command, the tool, ratios to the ceiling and
   expect(md).toContain("wrk (wrk 4.1.0)");
   expect(md).toContain("**100000 req/s**");
   expect(md).toContain(
-    "| sqlite | coupon | 100 | – | 25000 | 25.0 % | 3.50 | 6.25 | 9.00 | 30.0 | 10000 | 115000 | 0.00 % | all hold |",
+    "| durable | sqlite | coupon | 100 | – | 25000 | 25.0 % | 3.50 | 6.25 | 9.00 | 30.0 | 10000 | 115000 | 0.00 % | all hold |",
   );
   expect(md).toContain("**broken**: 1000 responses were 5xx");
-  expect(md).toContain("Breakpoint (pg-redis): at 3200 connections (p95 620 ms, failures 1.00 %).");
+  expect(md).toContain("Breakpoint (pg-redis, durable): at 3200 connections (p95 620 ms, failures 1.00 %).");
+});
+
+test("the Markdown report groups rows by durability class, names each class's settings and promise", () => {
+  const md = renderMarkdown(run);
+  expect(md).toContain("compare them within a class");
+  const durable = md.indexOf("\n## durable: SQLite synchronous=FULL, PostgreSQL synchronous_commit=on\n");
+  const relaxed = md.indexOf("\n## relaxed: SQLite synchronous=NORMAL, PostgreSQL synchronous_commit=off\n");
+  const rowOf = (durability: string, variant: string) => md.indexOf(`| ${durability} | ${variant} |`);
+  expect(durable).toBeGreaterThan(0);
+  expect(relaxed).toBeGreaterThan(durable);
+  // Both durable rows under the durable heading, the relaxed one under its own, whatever the run order.
+  expect(rowOf("durable", "sqlite")).toBeGreaterThan(durable);
+  expect(rowOf("durable", "pg-redis")).toBeGreaterThan(rowOf("durable", "sqlite"));
+  expect(relaxed).toBeGreaterThan(rowOf("durable", "pg-redis"));
+  expect(rowOf("relaxed", "sqlite")).toBeGreaterThan(relaxed);
+  expect(md).toContain("The commit is flushed to disk (fsync) before the answer: a 2xx survives a power loss.");
+  expect(md).toContain("A power loss may lose the last acknowledged commits, never corrupts the database.");
+  // Every table row names its class.
+  const rows = md.split("\n").filter((line) => /^\| (?!durability |---)/.test(line));
+  expect(rows.map((line) => line.split(" | ")[0])).toEqual(["| durable", "| durable", "| relaxed"]);
+});
+
+test("a run in one class shows only that class", () => {
+  const durableOnly = results.filter((r) => r.durability === "durable");
+  const md = renderMarkdown({ ...run, durability: durabilityLegend(durableOnly), results: durableOnly });
+  expect(md).toContain("## durable:");
+  expect(md).not.toContain("relaxed");
+  expect(durabilityLegend(durableOnly)).toEqual({
+    durable: {
+      sqliteSynchronous: "FULL",
+      pgSynchronousCommit: "on",
+      promise: "the commit is flushed to disk (fsync) before the answer: a 2xx survives a power loss",
+    },
+  });
 });
 
 test("the SVG chart has one bar pair per phase and marks broken runs red", () => {
@@ -103,5 +160,18 @@ test("the SVG chart has one bar pair per phase and marks broken runs red", () =>
   expect(svg.startsWith("<svg")).toBe(true);
   expect(svg.match(/<rect /g)?.length).toBe(1 + 2 * run.results.length);
   expect(svg).toContain('fill="#c62828"');
-  expect(svg).toContain("sqlite coupon @100");
+  expect(svg).toContain("sqlite coupon @100 · durable");
+  expect(svg).toContain("compare within a durability class");
+  // A heading per class, each over its own rows.
+  const at = (text: string) => svg.indexOf(`>${text}<`);
+  expect(at("durable: SQLite synchronous=FULL, PostgreSQL synchronous_commit=on")).toBeGreaterThan(0);
+  expect(at("pg-redis breakpoint @3200 · durable")).toBeGreaterThan(
+    at("durable: SQLite synchronous=FULL, PostgreSQL synchronous_commit=on"),
+  );
+  expect(at("relaxed: SQLite synchronous=NORMAL, PostgreSQL synchronous_commit=off")).toBeGreaterThan(
+    at("pg-redis breakpoint @3200 · durable"),
+  );
+  expect(at("sqlite coupon @100 · relaxed")).toBeGreaterThan(
+    at("relaxed: SQLite synchronous=NORMAL, PostgreSQL synchronous_commit=off"),
+  );
 });

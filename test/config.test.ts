@@ -1,8 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import { ConfigError, loadConfig } from "../src/config.ts";
+import { durabilityClasses, durabilitySettings } from "../src/durability.ts";
 
 describe("loadConfig", () => {
-  test("defaults serve on 3000 with a SQLite file under ./data", () => {
+  test("defaults serve on 3000 with a SQLite file under ./data, durable", () => {
     expect(loadConfig({})).toEqual({
       port: 3000,
       host: "0.0.0.0",
@@ -10,10 +11,17 @@ describe("loadConfig", () => {
       logLevel: "info",
       logSample: 1,
       metrics: true,
-      sqlite: { synchronous: "NORMAL", busyTimeoutMs: 5000 },
+      sqlite: { synchronous: "FULL", busyTimeoutMs: 5000 },
+      durability: "durable",
       jwtSecret: null,
       rateLimit: { windowMs: 10_000, couponClaims: 50, orders: 50 },
-      pg: { poolMax: 10, statementTimeoutMs: 5000, couponStrategy: "atomic", redisUrl: "redis://127.0.0.1:6379" },
+      pg: {
+        poolMax: 10,
+        statementTimeoutMs: 5000,
+        synchronousCommit: "on",
+        couponStrategy: "atomic",
+        redisUrl: "redis://127.0.0.1:6379",
+      },
     });
   });
 
@@ -25,12 +33,17 @@ describe("loadConfig", () => {
       LOG_LEVEL: "debug",
       LOG_SAMPLE: "0.25",
       METRICS: "off",
-      SQLITE_SYNCHRONOUS: "FULL",
+      SQLITE_SYNCHRONOUS: "NORMAL",
       SQLITE_BUSY_TIMEOUT_MS: "250",
       JWT_SECRET: "s".repeat(32),
       RATE_LIMIT_WINDOW_MS: "1000",
       RATE_LIMIT_COUPON_CLAIMS: "0",
       RATE_LIMIT_ORDERS: "7",
+      PG_POOL_MAX: "3",
+      PG_STATEMENT_TIMEOUT_MS: "900",
+      PG_SYNCHRONOUS_COMMIT: "off",
+      COUPON_STRATEGY: "redis",
+      REDIS_URL: "redis://cache:6380",
     });
     expect(config).toEqual({
       port: 8080,
@@ -39,10 +52,17 @@ describe("loadConfig", () => {
       logLevel: "debug",
       logSample: 0.25,
       metrics: false,
-      sqlite: { synchronous: "FULL", busyTimeoutMs: 250 },
+      sqlite: { synchronous: "NORMAL", busyTimeoutMs: 250 },
+      durability: "relaxed",
       jwtSecret: "s".repeat(32),
       rateLimit: { windowMs: 1000, couponClaims: 0, orders: 7 },
-      pg: { poolMax: 10, statementTimeoutMs: 5000, couponStrategy: "atomic", redisUrl: "redis://127.0.0.1:6379" },
+      pg: {
+        poolMax: 3,
+        statementTimeoutMs: 900,
+        synchronousCommit: "off",
+        couponStrategy: "redis",
+        redisUrl: "redis://cache:6380",
+      },
     });
   });
 
@@ -67,6 +87,23 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ DATABASE_URL: "postgres://localhost/shop" })).toThrow(/JWT_SECRET: required/);
   });
 
+  test("the durability class follows the backend in use: SQLITE_SYNCHRONOUS or PG_SYNCHRONOUS_COMMIT", () => {
+    const pg = { DATABASE_URL: "postgres://localhost/shop", JWT_SECRET: "s".repeat(32) };
+    expect(loadConfig({ SQLITE_SYNCHRONOUS: "NORMAL" }).durability).toBe("relaxed");
+    expect(loadConfig({ SQLITE_SYNCHRONOUS: "FULL" }).durability).toBe("durable");
+    expect(loadConfig(pg)).toMatchObject({ durability: "durable", pg: { synchronousCommit: "on" } });
+    // On PostgreSQL the SQLite setting is irrelevant, and the other way round.
+    expect(loadConfig({ ...pg, SQLITE_SYNCHRONOUS: "NORMAL" }).durability).toBe("durable");
+    expect(loadConfig({ ...pg, PG_SYNCHRONOUS_COMMIT: "off" }).durability).toBe("relaxed");
+    expect(loadConfig({ PG_SYNCHRONOUS_COMMIT: "off" }).durability).toBe("durable");
+    // Each class names one setting per backend, and the configuration accepts exactly those.
+    for (const name of durabilityClasses) {
+      const { sqliteSynchronous, pgSynchronousCommit } = durabilitySettings[name];
+      expect(loadConfig({ SQLITE_SYNCHRONOUS: sqliteSynchronous }).durability).toBe(name);
+      expect(loadConfig({ ...pg, PG_SYNCHRONOUS_COMMIT: pgSynchronousCommit }).durability).toBe(name);
+    }
+  });
+
   test.each([
     [{ DATABASE_URL: "postgres://localhost/db?schema=Bad-Name", JWT_SECRET: "s".repeat(32) }, "DATABASE_URL"],
     [{ COUPON_STRATEGY: "magic" }, "COUPON_STRATEGY"],
@@ -79,6 +116,9 @@ describe("loadConfig", () => {
     [{ LOG_SAMPLE: "2" }, "LOG_SAMPLE"],
     [{ METRICS: "yes" }, "METRICS"],
     [{ SQLITE_SYNCHRONOUS: "OFF" }, "SQLITE_SYNCHRONOUS"],
+    [{ SQLITE_SYNCHRONOUS: "full" }, "SQLITE_SYNCHRONOUS"],
+    [{ PG_SYNCHRONOUS_COMMIT: "local" }, "PG_SYNCHRONOUS_COMMIT"],
+    [{ PG_SYNCHRONOUS_COMMIT: "true" }, "PG_SYNCHRONOUS_COMMIT"],
     [{ SQLITE_BUSY_TIMEOUT_MS: "-5" }, "SQLITE_BUSY_TIMEOUT_MS"],
     [{ JWT_SECRET: "too-short-a-secret" }, "JWT_SECRET"],
     [{ JWT_SECRET: "é".repeat(15) }, "JWT_SECRET"],

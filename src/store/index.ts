@@ -17,6 +17,7 @@ export async function openStore(config: Pick<Config, "database" | "sqlite" | "pg
       schema: database.schema,
       poolMax: config.pg.poolMax,
       statementTimeoutMs: config.pg.statementTimeoutMs,
+      synchronousCommit: config.pg.synchronousCommit,
     });
     const { couponStrategy } = config.pg;
     if (couponStrategy !== "redis") return new PgStore(db, { couponStrategy });

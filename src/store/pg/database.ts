@@ -1,5 +1,6 @@
 import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
+import type { PgSynchronousCommit } from "../../durability.ts";
 import { runMigrations } from "../migrations.ts";
 import * as schema from "./schema.ts";
 
@@ -11,6 +12,8 @@ export interface PgOptions {
   schema: string | null;
   poolMax: number;
   statementTimeoutMs: number;
+  /** Per connection: "on" (durable, the default) or "off" (relaxed), see src/durability.ts. */
+  synchronousCommit?: PgSynchronousCommit;
 }
 
 /**
@@ -30,6 +33,9 @@ export async function openPg(options: PgOptions): Promise<PgDb> {
       statement_timeout: options.statementTimeoutMs,
       search_path: searchPath,
       application_name: "flashcart",
+      // Set per connection rather than relied on from the server's default, which an operator may
+      // have changed: the configured durability class is the one every commit gets.
+      synchronous_commit: options.synchronousCommit ?? "on",
     },
   });
   try {

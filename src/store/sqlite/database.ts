@@ -2,6 +2,7 @@ import { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { type BunSQLiteDatabase, drizzle } from "drizzle-orm/bun-sqlite";
+import type { SqliteSynchronous } from "../../durability.ts";
 import { runMigrations } from "../migrations.ts";
 import * as schema from "./schema.ts";
 
@@ -10,7 +11,8 @@ export type SqliteDb = BunSQLiteDatabase<typeof schema> & { $client: Database };
 export interface SqliteOptions {
   /** A file path, or ":memory:". */
   path: string;
-  synchronous: "NORMAL" | "FULL";
+  /** FULL: durable, NORMAL: relaxed (src/durability.ts). */
+  synchronous: SqliteSynchronous;
   busyTimeoutMs: number;
 }
 
@@ -18,8 +20,9 @@ const WAL_AUTOCHECKPOINT_PAGES = 10_000;
 
 /**
  * Opens the database with the settings every connection needs and proves they took effect: Bun opens
- * files with journal_mode=DELETE, synchronous=FULL and busy_timeout=0, which would turn concurrent
- * writers into SQLITE_BUSY errors and slow every commit.
+ * files with journal_mode=DELETE and busy_timeout=0, which would turn concurrent writers into
+ * SQLITE_BUSY errors and slow every commit. synchronous is set and asserted even when it matches
+ * Bun's FULL: the durability class a deployment claims must be the one it runs.
  */
 export function openSqlite(options: SqliteOptions): SqliteDb {
   const inMemory = options.path === ":memory:";
