@@ -75,8 +75,6 @@ export interface NewHistoryEntry {
   createdAt: number;
 }
 
-export type NewOrder = Omit<OrderRecord, "id" | "status" | "cancelledAt">;
-
 /** Moves shared by several writes. */
 export interface UserStorage {
   userExists(userId: number): boolean;
@@ -108,18 +106,36 @@ export interface ClaimStorage {
 
 export type ClaimRefusal = "ALREADY_CLAIMED" | "SOLD_OUT";
 
-export interface OrderStorage extends UserStorage, IdempotencyStorage {
+/** Everything an order writes, decided before any of it is written. */
+export interface OrderCommit {
+  order: OrderRecord;
+  /** In ascending product id: the order every backend takes stock in. */
+  lines: OrderLine[];
+  /** Stored with the order when the request carried an Idempotency-Key. */
+  response: { request: IdempotentRequest; body: string } | null;
+}
+
+/** The guard that refused an order's commit (KEY_TAKEN: a request with the same key committed first). */
+export type OrderRefusal =
+  | { guard: "STOCK"; productId: number; quantity: number }
+  | { guard: "COUPON" }
+  | { guard: "POINTS" }
+  | { guard: "KEY_TAKEN" };
+
+export interface OrderStorage extends Pick<UserStorage, "userExists">, Pick<IdempotencyStorage, "storedRequest"> {
   /** Unit prices of the products, in the order asked; null for a product that does not exist. */
   pricesOf(productIds: number[]): (number | null)[];
   heldCoupon(userCouponId: number): HeldCoupon | null;
-  /** True when the stock covered the quantity and was taken. */
-  takeStock(productId: number, quantity: number): boolean;
-  /** True when the coupon was AVAILABLE and is now USED. */
-  useCoupon(userCouponId: number, now: number): boolean;
-  /** The balance after the debit, or null when the balance did not cover it. */
-  debit(userId: number, amount: number): number | null;
-  insertOrder(order: NewOrder): number;
-  insertOrderLines(orderId: number, lines: OrderLine[]): void;
+  /** The id the new order will have (reserved; unused if the order is refused). */
+  newOrderId(): number;
+  /**
+   * The order's guarded writes, all or nothing, in this order: the key of an idempotent request
+   * (KEY_TAKEN), the stock of each line in ascending product id (`stock >= quantity`), the coupon
+   * (`AVAILABLE` → `USED`), the points when something is to be paid (`balance >= paid`); then the
+   * order row, its lines, the USE history entry with the balance after the debit, and the stored
+   * response. Null when committed, else the first guard that refused.
+   */
+  commitOrder(commit: OrderCommit): OrderRefusal | null;
 }
 
 export interface CancelStorage extends UserStorage {
@@ -145,6 +161,7 @@ const askClaim = askerOf<ClaimStorage>();
 const askOrder = askerOf<OrderStorage>();
 const askCancel = askerOf<CancelStorage>();
 const askCharge = askerOf<ChargeStorage>();
+const askStored = askerOf<Pick<IdempotencyStorage, "storedRequest">>();
 const askKey = askerOf<IdempotencyStorage>();
 
 const claimRefusal = { ALREADY_CLAIMED: refused.alreadyClaimed, SOLD_OUT: refused.soldOut };
@@ -179,9 +196,9 @@ export function* claimCoupon(command: ClaimCoupon): Script<ClaimStorage, Claimed
 function* replayOf(
   userId: number,
   request: IdempotentRequest | null,
-): Script<IdempotencyStorage, Idempotent<never> | null> {
+): Script<Pick<IdempotencyStorage, "storedRequest">, Idempotent<never> | null> {
   if (request === null) return null;
-  const stored = yield* askKey("storedRequest", userId, request);
+  const stored = yield* askStored("storedRequest", userId, request);
   if (stored === null) return null;
   if (stored.fingerprint !== request.fingerprint) throw refused.idempotencyKeyReused();
   return { replayed: true, statusCode: stored.statusCode, body: stored.responseBody };
@@ -198,8 +215,8 @@ function* remember(
 
 /**
  * Order: user exists → replay of the same Idempotency-Key → every product exists (ascending id) →
- * the coupon is usable → stock of each line (ascending id) → the coupon is still unused → points.
- * Then the rows: order, lines, history, stored response. All or nothing.
+ * the coupon is usable → then the commit's guards: stock of each line (ascending id) → the coupon
+ * is still unused → points. Then the rows: order, lines, history, stored response. All or nothing.
  */
 export function* placeOrder(command: PlaceOrder): Script<OrderStorage, Idempotent<Order>> {
   const { userId, userCouponId, now, idempotency } = command;
@@ -225,35 +242,35 @@ export function* placeOrder(command: PlaceOrder): Script<OrderStorage, Idempoten
   }
   const amounts = settle(totalAmount, held?.terms ?? null);
 
-  for (const line of lines) {
-    if (!(yield* askOrder("takeStock", line.productId, line.quantity))) {
-      throw refused.insufficientStock(line.productId, line.quantity);
+  const orderId = yield* askOrder("newOrderId");
+  const record: OrderRecord = {
+    id: orderId,
+    userId,
+    status: "PAID",
+    userCouponId,
+    createdAt: now,
+    cancelledAt: null,
+    ...amounts,
+  };
+  const order = orderOf(record, lines);
+  const response = idempotency === null ? null : { request: idempotency, body: JSON.stringify(order) };
+  const refusal = yield* askOrder("commitOrder", { order: record, lines, response });
+  switch (refusal?.guard) {
+    case undefined:
+      break;
+    case "STOCK":
+      throw refused.insufficientStock(refusal.productId, refusal.quantity);
+    case "COUPON":
+      throw refused.couponUsed();
+    case "POINTS":
+      throw refused.insufficientPoints(amounts.paidAmount);
+    case "KEY_TAKEN": {
+      // The same key committed meanwhile: answer as that request was answered (or refuse the reuse).
+      const replay = yield* replayOf(userId, idempotency);
+      if (replay === null) throw new Error("an Idempotency-Key was taken but nothing is stored under it");
+      return replay;
     }
   }
-  if (userCouponId !== null && !(yield* askOrder("useCoupon", userCouponId, now))) throw refused.couponUsed();
-  let balanceAfter: number | null = null;
-  if (amounts.paidAmount > 0) {
-    balanceAfter = yield* askOrder("debit", userId, amounts.paidAmount);
-    if (balanceAfter === null) throw refused.insufficientPoints(amounts.paidAmount);
-  }
-
-  const orderId = yield* askOrder("insertOrder", { userId, userCouponId, createdAt: now, ...amounts });
-  yield* askOrder("insertOrderLines", orderId, lines);
-  if (balanceAfter !== null) {
-    yield* askOrder("insertHistory", {
-      userId,
-      type: "USE",
-      amount: amounts.paidAmount,
-      balanceAfter,
-      orderId,
-      createdAt: now,
-    });
-  }
-  const order = orderOf(
-    { id: orderId, userId, status: "PAID", userCouponId, createdAt: now, cancelledAt: null, ...amounts },
-    lines,
-  );
-  yield* remember(userId, idempotency, order, now);
   return { replayed: false, value: order };
 }
 

@@ -1,7 +1,7 @@
 /**
- * Three writes of the port, the same for every adapter: the domain's scripts (domain/writes.ts), each
- * run to its end by the adapter's own transaction runner. (The claim is the hot path: each adapter
- * runs its script itself, answering its lock-free moves before any transaction.)
+ * Writes of the port that are the same for every adapter: the domain's scripts (domain/writes.ts),
+ * each run to its end by the adapter's own transaction runner. (Claims and orders are the hot paths:
+ * each adapter runs those scripts itself, answering what it can before or without a transaction.)
  */
 import type { Order, PointBalance } from "../domain/model.ts";
 import type { Script } from "../domain/script.ts";
@@ -11,21 +11,15 @@ import {
   cancelOrder,
   chargePoints,
   type Idempotent,
-  type PlaceOrder,
-  placeOrder,
   type WriteStorage,
 } from "../domain/writes.ts";
 import type { Store } from "./port.ts";
 
-type Writes = Pick<Store, "placeOrder" | "cancelOrder" | "chargePoints">;
+type Writes = Pick<Store, "cancelOrder" | "chargePoints">;
 
 export abstract class ScriptedWrites implements Writes {
   /** Runs one write script in one transaction: all of its effects commit, or none. */
   protected abstract run<R>(script: () => Script<WriteStorage, R>): Promise<R>;
-
-  placeOrder(command: PlaceOrder): Promise<Idempotent<Order>> {
-    return this.run(() => placeOrder(command));
-  }
 
   cancelOrder(command: CancelOrder): Promise<Order> {
     return this.run(() => cancelOrder(command));

@@ -5,15 +5,16 @@ import type * as model from "../../domain/model.ts";
 import { orderOf } from "../../domain/order.ts";
 import { toPage } from "../../domain/pagination.ts";
 import { type AsyncStorage, advance, runAsync, type Script } from "../../domain/script.ts";
-import { type ClaimCoupon, claimCoupon, type WriteStorage } from "../../domain/writes.ts";
+import { type ClaimCoupon, claimCoupon, type Idempotent, type PlaceOrder, placeOrder } from "../../domain/writes.ts";
 import { assertMigrated } from "../migrations.ts";
 import type { NewProduct, PopularQuery, Store, UserCouponsQuery } from "../port.ts";
 import { must, toCoupon, toHistoryEntry, toUserCoupons } from "../rows.ts";
 import { ScriptedWrites } from "../scripted-writes.ts";
 import { type CouponStrategy, type Strategy, strategyOf } from "./coupon-strategies.ts";
 import type { PgDb } from "./database.ts";
+import { orderMoves } from "./orders.ts";
 import { coupons, idempotencyKeys, orderItems, orders, pointHistory, products, userCoupons, users } from "./schema.ts";
-import { lineColumns } from "./writes.ts";
+import { lineColumns, type TxStorage } from "./writes.ts";
 
 const MAX_ATTEMPTS = 5;
 
@@ -24,6 +25,18 @@ function retryable(error: unknown): boolean {
     if (code === "40001" || code === "40P01") return true;
   }
   return false;
+}
+
+/** Runs a write again from the start after a serialization failure or deadlock, bounded. */
+async function retrying<R>(write: () => Promise<R>): Promise<R> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await write();
+    } catch (error) {
+      if (attempt >= MAX_ATTEMPTS || !retryable(error)) throw error;
+      await Bun.sleep(Math.random() * 5 * attempt);
+    }
+  }
 }
 
 const userColumns = { id: users.id, name: users.name, balance: users.balance };
@@ -63,21 +76,18 @@ export class PgStore extends ScriptedWrites implements Store {
    * from the start, bounded. `early` answers the first moves it can before the transaction opens
    * (the redis strategy's reservation), so a refused claim never reaches PostgreSQL.
    */
-  protected async run<R>(
-    script: () => Script<WriteStorage, R>,
-    early: Partial<AsyncStorage<WriteStorage>> = {},
-  ): Promise<R> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const running = script();
-        const next = await advance(running, running.next(), early);
-        if (next.done) return next.value;
-        return await this.db.transaction((tx) => runAsync(running, new this.strategy.Writes(tx), next));
-      } catch (error) {
-        if (attempt >= MAX_ATTEMPTS || !retryable(error)) throw error;
-        await Bun.sleep(Math.random() * 5 * attempt);
-      }
-    }
+  protected run<R>(script: () => Script<TxStorage, R>, early: Partial<AsyncStorage<TxStorage>> = {}): Promise<R> {
+    return retrying(async () => {
+      const running = script();
+      const next = await advance(running, running.next(), early);
+      if (next.done) return next.value;
+      return this.db.transaction((tx) => runAsync(running, new this.strategy.Writes(tx), next));
+    });
+  }
+
+  /** Two round trips, no transaction: the order's facts, then place_order (see orders.ts). */
+  placeOrder(command: PlaceOrder): Promise<Idempotent<model.Order>> {
+    return retrying(async () => runAsync(placeOrder(command), await orderMoves(this.db.$client, command)));
   }
 
   private async requireUser(userId: number): Promise<model.User> {

@@ -5,7 +5,7 @@
  * Coupons are claimed the atomic way here; coupon-strategies.ts overrides the claim moves for the
  * other strategies.
  */
-import { and, eq, gte, inArray, lt, sql } from "drizzle-orm";
+import { and, eq, lt, sql } from "drizzle-orm";
 import type { IssueWindow } from "../../domain/coupon.ts";
 import type { OrderLine } from "../../domain/model.ts";
 import type { OrderRecord } from "../../domain/order.ts";
@@ -14,11 +14,10 @@ import type {
   ClaimRefusal,
   IdempotentRequest,
   NewHistoryEntry,
-  NewOrder,
   StoredRequest,
   WriteStorage,
 } from "../../domain/writes.ts";
-import { must, toHeldCoupon } from "../rows.ts";
+import { must } from "../rows.ts";
 import type { PgDb } from "./database.ts";
 import { coupons, idempotencyKeys, orderItems, orders, pointHistory, products, userCoupons, users } from "./schema.ts";
 
@@ -32,7 +31,10 @@ export const lineColumns = {
 
 export type NewHolding = { userId: number; couponId: number; issuedAt: number; expiresAt: number };
 
-export class PgWrites implements AsyncStorage<WriteStorage> {
+/** The moves answered inside a transaction: claims, cancels, charges (orders: see orders.ts). */
+export type TxStorage = Omit<WriteStorage, "pricesOf" | "heldCoupon" | "newOrderId" | "commitOrder">;
+
+export class PgWrites implements AsyncStorage<TxStorage> {
   constructor(protected readonly tx: Tx) {}
 
   async userExists(userId: number): Promise<boolean> {
@@ -104,64 +106,6 @@ export class PgWrites implements AsyncStorage<WriteStorage> {
     if (taken.length > 0) return held.id;
     await this.tx.delete(userCoupons).where(eq(userCoupons.id, held.id));
     return "SOLD_OUT";
-  }
-
-  /** One query for every line. */
-  async pricesOf(productIds: number[]): Promise<(number | null)[]> {
-    const rows = await this.tx
-      .select({ id: products.id, price: products.price })
-      .from(products)
-      .where(inArray(products.id, productIds));
-    const priceOf = new Map(rows.map((row) => [row.id, row.price]));
-    return productIds.map((id) => priceOf.get(id) ?? null);
-  }
-
-  async heldCoupon(userCouponId: number) {
-    const [row] = await this.tx
-      .select({ held: userCoupons, coupon: coupons })
-      .from(userCoupons)
-      .innerJoin(coupons, eq(coupons.id, userCoupons.couponId))
-      .where(eq(userCoupons.id, userCouponId));
-    return row === undefined ? null : toHeldCoupon(row);
-  }
-
-  async takeStock(productId: number, quantity: number): Promise<boolean> {
-    const taken = await this.tx
-      .update(products)
-      .set({ stock: sql`${products.stock} - ${quantity}` })
-      .where(and(eq(products.id, productId), gte(products.stock, quantity)))
-      .returning({ id: products.id });
-    return taken.length > 0;
-  }
-
-  async useCoupon(userCouponId: number, now: number): Promise<boolean> {
-    const used = await this.tx
-      .update(userCoupons)
-      .set({ status: "USED", usedAt: now })
-      .where(and(eq(userCoupons.id, userCouponId), eq(userCoupons.status, "AVAILABLE")))
-      .returning({ id: userCoupons.id });
-    return used.length > 0;
-  }
-
-  async debit(userId: number, amount: number): Promise<number | null> {
-    const [debited] = await this.tx
-      .update(users)
-      .set({ balance: sql`${users.balance} - ${amount}` })
-      .where(and(eq(users.id, userId), gte(users.balance, amount)))
-      .returning({ balance: users.balance });
-    return debited?.balance ?? null;
-  }
-
-  async insertOrder(order: NewOrder): Promise<number> {
-    const [inserted] = await this.tx
-      .insert(orders)
-      .values({ ...order, status: "PAID" })
-      .returning({ id: orders.id });
-    return must(inserted, "the new order").id;
-  }
-
-  async insertOrderLines(orderId: number, lines: OrderLine[]): Promise<void> {
-    await this.tx.insert(orderItems).values(lines.map((line) => ({ orderId, ...line })));
   }
 
   async findOrder(orderId: number): Promise<OrderRecord | null> {

@@ -210,9 +210,15 @@ export function prepareStatements(db: SqliteDb) {
       .where(and(eq(userCoupons.id, p("id")), eq(userCoupons.status, "USED")))
       .prepare(),
 
+    /** Orders are numbered max + 1, as SQLite numbers a rowid: the id is known before the insert. */
+    nextOrderId: db
+      .select({ id: sql<number>`coalesce(max(${orders.id}), 0) + 1` })
+      .from(orders)
+      .prepare(),
     insertOrder: db
       .insert(orders)
       .values({
+        id: p("id"),
         userId: p("userId"),
         status: "PAID",
         totalAmount: p("totalAmount"),
@@ -221,7 +227,6 @@ export function prepareStatements(db: SqliteDb) {
         userCouponId: p("userCouponId"),
         createdAt: p("now"),
       })
-      .returning({ id: orders.id })
       .prepare(),
     insertOrderItem: db
       .insert(orderItems)

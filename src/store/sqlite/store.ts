@@ -3,7 +3,14 @@ import type * as model from "../../domain/model.ts";
 import { orderOf } from "../../domain/order.ts";
 import { toPage } from "../../domain/pagination.ts";
 import { advanceSync, runSync, type Script } from "../../domain/script.ts";
-import { type ClaimCoupon, claimCoupon, type WriteStorage } from "../../domain/writes.ts";
+import {
+  type ClaimCoupon,
+  claimCoupon,
+  type Idempotent,
+  type PlaceOrder,
+  placeOrder,
+  type WriteStorage,
+} from "../../domain/writes.ts";
 import { assertMigrated } from "../migrations.ts";
 import type { NewProduct, PopularQuery, Store, UserCouponsQuery } from "../port.ts";
 import { must, toCoupon, toHistoryEntry, toUserCoupons } from "../rows.ts";
@@ -48,6 +55,10 @@ export class SqliteStore extends ScriptedWrites implements Store {
   /** A domain write script, run to its end inside one unit of the group commit. */
   protected run<R>(script: () => Script<WriteStorage, R>): Promise<R> {
     return this.commits.run(() => runSync(script(), this.writes));
+  }
+
+  placeOrder(command: PlaceOrder): Promise<Idempotent<model.Order>> {
+    return this.run(() => placeOrder(command));
   }
 
   /**

@@ -4,7 +4,7 @@
  * false or null; the script decides what that means.
  */
 import type { Changes } from "bun:sqlite";
-import type { ClaimStorage, WriteStorage } from "../../domain/writes.ts";
+import type { ClaimStorage, OrderCommit, OrderRefusal, WriteStorage } from "../../domain/writes.ts";
 import { must, toHeldCoupon } from "../rows.ts";
 import type { Statements } from "./statements.ts";
 
@@ -61,13 +61,8 @@ export function sqliteWrites(q: Statements): WriteStorage {
       const row = q.heldCoupon.get({ id: userCouponId });
       return row === undefined ? null : toHeldCoupon(row);
     },
-    takeStock: (productId, quantity) => changesOf(q.takeStock.run({ id: productId, quantity })) > 0,
-    useCoupon: (userCouponId, now) => changesOf(q.useCoupon.run({ id: userCouponId, now })) > 0,
-    debit: (userId, amount) => q.debitIfCovered.get({ id: userId, amount })?.balance ?? null,
-    insertOrder: ({ createdAt, ...order }) => must(q.insertOrder.get({ ...order, now: createdAt }), "the new order").id,
-    insertOrderLines: (orderId, lines) => {
-      for (const line of lines) q.insertOrderItem.run({ orderId, ...line });
-    },
+    newOrderId: () => must(q.nextOrderId.get(), "the next order id").id,
+    commitOrder: (commit) => commitOrder(q, commit),
 
     findOrder: (orderId) => q.orderById.get({ id: orderId }) ?? null,
     markCancelled: (orderId, now) => changesOf(q.markCancelled.run({ id: orderId, now })) > 0,
@@ -79,4 +74,34 @@ export function sqliteWrites(q: Statements): WriteStorage {
     creditWithinLimit: (userId, amount, maxBalance) =>
       q.creditWithinLimit.get({ id: userId, amount, maxBalance })?.balance ?? null,
   };
+}
+
+/**
+ * An order's guarded writes in the documented order (domain/writes.ts, OrderStorage.commitOrder).
+ * A refusal returns with the earlier writes still in place: the script then refuses the whole write,
+ * which rolls its unit of the group commit back. Writes are serialised here, so the key of an
+ * idempotent request, read at the start of the same unit, cannot have been taken meanwhile.
+ */
+function commitOrder(q: Statements, { order, lines, response }: OrderCommit): OrderRefusal | null {
+  for (const { productId, quantity } of lines) {
+    if (changesOf(q.takeStock.run({ id: productId, quantity })) === 0) return { guard: "STOCK", productId, quantity };
+  }
+  const { id: orderId, userId, userCouponId, paidAmount, createdAt: now } = order;
+  if (userCouponId !== null && changesOf(q.useCoupon.run({ id: userCouponId, now })) === 0) return { guard: "COUPON" };
+  let balanceAfter: number | null = null;
+  if (paidAmount > 0) {
+    const debited = q.debitIfCovered.get({ id: userId, amount: paidAmount });
+    if (debited === undefined) return { guard: "POINTS" };
+    balanceAfter = debited.balance;
+  }
+  q.insertOrder.run({ ...order, now });
+  for (const line of lines) q.insertOrderItem.run({ orderId, ...line });
+  if (balanceAfter !== null) {
+    q.insertHistory.run({ userId, type: "USE", amount: paidAmount, balanceAfter, orderId, now });
+  }
+  if (response !== null) {
+    const { key, fingerprint, statusCode } = response.request;
+    q.insertIdempotency.run({ userId, key, fingerprint, statusCode, responseBody: response.body, now });
+  }
+  return null;
 }
