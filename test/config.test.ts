@@ -6,6 +6,7 @@ describe("loadConfig", () => {
     expect(loadConfig({})).toEqual({
       port: 3000,
       host: "0.0.0.0",
+      workers: 1,
       database: { kind: "sqlite", path: "./data/flashcart.db" },
       logLevel: "info",
       logSample: 1,
@@ -13,6 +14,7 @@ describe("loadConfig", () => {
       sqlite: { synchronous: "NORMAL", busyTimeoutMs: 5000 },
       jwtSecret: null,
       rateLimit: { windowMs: 10_000, couponClaims: 50, orders: 50 },
+      sharedRateLimits: null,
       pg: { poolMax: 10, statementTimeoutMs: 5000, couponStrategy: "atomic", redisUrl: "redis://127.0.0.1:6379" },
     });
   });
@@ -35,6 +37,7 @@ describe("loadConfig", () => {
     expect(config).toEqual({
       port: 8080,
       host: "127.0.0.1",
+      workers: 1,
       database: { kind: "sqlite", path: "/var/lib/flashcart/db.sqlite" },
       logLevel: "debug",
       logSample: 0.25,
@@ -42,6 +45,7 @@ describe("loadConfig", () => {
       sqlite: { synchronous: "FULL", busyTimeoutMs: 250 },
       jwtSecret: "s".repeat(32),
       rateLimit: { windowMs: 1000, couponClaims: 0, orders: 7 },
+      sharedRateLimits: null,
       pg: { poolMax: 10, statementTimeoutMs: 5000, couponStrategy: "atomic", redisUrl: "redis://127.0.0.1:6379" },
     });
   });
