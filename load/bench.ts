@@ -53,6 +53,7 @@ interface Options {
   variants: Variant[];
   pgUrl: string;
   pgPool: number;
+  workers: number;
   quick: boolean;
   duration: number;
   connections: number;
@@ -78,6 +79,7 @@ function parseOptions(argv: string[]): Options {
         default: process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test",
       },
       "pg-pool": { type: "string", default: "20" },
+      workers: { type: "string", default: "1" },
       help: { type: "boolean", default: false },
     },
   });
@@ -109,6 +111,7 @@ function parseOptions(argv: string[]): Options {
     variants,
     pgUrl: values["pg-url"] as string,
     pgPool: number(values["pg-pool"] as string, "pg-pool", 1, 1000),
+    workers: number(values.workers as string, "workers", 1, 128),
     quick,
     duration: number(values.duration ?? (quick ? "5" : "30"), "duration", 1, 3600),
     connections: number(values.connections as string, "connections", 1, 10_000),
@@ -180,7 +183,14 @@ const initialStock = () => new Map(Array.from({ length: PRODUCTS }, (_, i) => [i
 /** A fresh database for one variant: a temporary SQLite file, or a schema of its own on PostgreSQL. */
 async function deploy(variant: Variant, options: Options, secret: string): Promise<Deployment> {
   // One request in a hundred is logged: enough to see the service work, little enough not to measure the logger.
-  const base = { JWT_SECRET: secret, LOG_LEVEL: "info", LOG_SAMPLE: "0.01", PORT: "0", HOST: "127.0.0.1" };
+  const base = {
+    JWT_SECRET: secret,
+    LOG_LEVEL: "info",
+    LOG_SAMPLE: "0.01",
+    PORT: "0",
+    HOST: "127.0.0.1",
+    WORKERS: String(options.workers),
+  };
   if (variant === "sqlite") {
     const dir = mkdtempSync(join(tmpdir(), "flashcart-bench-"));
     return {
