@@ -58,6 +58,7 @@ interface Options {
   durability: Durability[];
   pgUrl: string;
   pgPool: number;
+  workers: number;
   quick: boolean;
   duration: number;
   connections: number;
@@ -84,12 +85,13 @@ function parseOptions(argv: string[]): Options {
         default: process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test",
       },
       "pg-pool": { type: "string", default: "20" },
+      workers: { type: "string", default: "1" },
       help: { type: "boolean", default: false },
     },
   });
   if (values.help) {
     console.log(
-      `usage: bun run bench [--quick] [--variants ${VARIANTS.join(",")}] [--durability ${[...durabilityClasses, "both"].join("|")}] [--duration SECONDS] [--connections N] [--users N] [--scenarios ${Object.keys(SCENARIOS).join(",")}] [--tool auto|wrk|k6] [--pg-url postgres://…] [--pg-pool N]`,
+      `usage: bun run bench [--quick] [--variants ${VARIANTS.join(",")}] [--durability ${[...durabilityClasses, "both"].join("|")}] [--duration SECONDS] [--connections N] [--users N] [--scenarios ${Object.keys(SCENARIOS).join(",")}] [--tool auto|wrk|k6] [--pg-url postgres://…] [--pg-pool N] [--workers N]`,
     );
     process.exit(0);
   }
@@ -120,6 +122,7 @@ function parseOptions(argv: string[]): Options {
     durability,
     pgUrl: values["pg-url"] as string,
     pgPool: number(values["pg-pool"] as string, "pg-pool", 1, 1000),
+    workers: number(values.workers as string, "workers", 1, 128),
     quick,
     duration: number(values.duration ?? (quick ? "5" : "30"), "duration", 1, 3600),
     connections: number(values.connections as string, "connections", 1, 10_000),
@@ -204,6 +207,7 @@ async function deploy(variant: Variant, durability: Durability, options: Options
     // Both, whatever the backend: the class is never left to the caller's environment.
     SQLITE_SYNCHRONOUS: settings.sqliteSynchronous,
     PG_SYNCHRONOUS_COMMIT: settings.pgSynchronousCommit,
+    WORKERS: String(options.workers),
   };
   if (variant === "sqlite") {
     const dir = mkdtempSync(join(tmpdir(), "flashcart-bench-"));

@@ -3,6 +3,7 @@ import { Scalar } from "@scalar/hono-api-reference";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
+import type { Store as RateLimitStore } from "hono-rate-limiter";
 import { DomainError } from "./domain/errors.ts";
 import { type AppEnv, authenticate, perCallerLimit } from "./http/auth.ts";
 import { couponsRoutes } from "./http/coupons.ts";
@@ -19,14 +20,18 @@ export type { AppDeps } from "./http/router.ts";
 /** Request bodies are small JSON documents; anything larger is refused before it is read. */
 export const MAX_BODY_BYTES = 16 * 1024;
 
-export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
-  const { logger, rateLimits } = deps;
+/**
+ * `rateLimitStore`: makes the store each per-caller limit counts in, shared by several workers
+ * (`redisRateLimitStores`); absent, each limit counts in this process's memory.
+ */
+export function createApp(deps: AppDeps & { rateLimitStore?: () => RateLimitStore<AppEnv> }): OpenAPIHono<AppEnv> {
+  const { logger, rateLimits, rateLimitStore } = deps;
   const app = new OpenAPIHono<AppEnv>();
   const routeDeps: RouteDeps = {
     ...deps,
     rateLimiters: {
-      couponClaims: perCallerLimit("coupon-claim", rateLimits.couponClaims, rateLimits.windowMs),
-      orders: perCallerLimit("order", rateLimits.orders, rateLimits.windowMs),
+      couponClaims: perCallerLimit("coupon-claim", rateLimits.couponClaims, rateLimits.windowMs, rateLimitStore?.()),
+      orders: perCallerLimit("order", rateLimits.orders, rateLimits.windowMs, rateLimitStore?.()),
     },
   };
 

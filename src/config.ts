@@ -42,6 +42,8 @@ const databaseUrl = z
 
 const envSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65_535).default(3000),
+  /** Serving processes sharing PORT (`serve --workers N` overrides it). */
+  WORKERS: z.coerce.number().int().min(1).max(128).default(1),
   HOST: z.string().min(1).default("0.0.0.0"),
   DATABASE_URL: databaseUrl.prefault("sqlite:./data/flashcart.db"),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
@@ -67,11 +69,13 @@ const envSchema = z.object({
   PG_SYNCHRONOUS_COMMIT: z.enum(pgSynchronousCommitLevels).default("on"),
   /** How PostgreSQL hands out a drop: atomic | pessimistic | optimistic | redis (see README). */
   COUPON_STRATEGY: z.enum(couponStrategies).default("atomic"),
-  /** Redis for the `redis` coupon strategy. */
+  /** Redis for the `redis` coupon strategy; set explicitly with WORKERS > 1, the workers' shared rate limits too. */
   REDIS_URL: z
     .string()
     .regex(/^rediss?:\/\/./, "expected redis://host:port")
     .default("redis://127.0.0.1:6379"),
+  /** Prepended to every rate-limit key in Redis: deployments sharing one Redis need different prefixes. */
+  RATE_LIMIT_REDIS_PREFIX: z.string().min(1).default("flashcart:rate-limit:"),
 });
 
 export type LogLevel = z.infer<typeof envSchema>["LOG_LEVEL"];
@@ -79,6 +83,7 @@ export type LogLevel = z.infer<typeof envSchema>["LOG_LEVEL"];
 export interface Config {
   port: number;
   host: string;
+  workers: number;
   database: DatabaseConfig;
   logLevel: LogLevel;
   logSample: number;
@@ -88,6 +93,8 @@ export interface Config {
   durability: Durability;
   jwtSecret: string | null;
   rateLimit: RateLimits;
+  /** Where the workers count rate limits together; null: each process counts alone, in memory. */
+  sharedRateLimits: { redisUrl: string; prefix: string } | null;
   pg: PgConfig;
 }
 
@@ -127,9 +134,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     // Several processes share a PostgreSQL database: they must share one configured secret.
     throw new ConfigError("Invalid configuration:\n  JWT_SECRET: required with a PostgreSQL DATABASE_URL");
   }
+  if (e.WORKERS > 1 && e.DATABASE_URL.kind === "sqlite" && e.DATABASE_URL.path === ":memory:") {
+    throw new ConfigError("Invalid configuration:\n  WORKERS: each worker would have its own sqlite::memory: database");
+  }
   return {
     port: e.PORT,
     host: e.HOST,
+    workers: e.WORKERS,
     database: e.DATABASE_URL,
     logLevel: e.LOG_LEVEL,
     logSample: e.LOG_SAMPLE,
@@ -142,6 +153,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       couponClaims: e.RATE_LIMIT_COUPON_CLAIMS,
       orders: e.RATE_LIMIT_ORDERS,
     },
+    // Only an explicit REDIS_URL: its default serves the redis coupon strategy, not worth a surprise dependency.
+    sharedRateLimits:
+      e.WORKERS > 1 && present.REDIS_URL !== undefined
+        ? { redisUrl: e.REDIS_URL, prefix: e.RATE_LIMIT_REDIS_PREFIX }
+        : null,
     pg: {
       poolMax: e.PG_POOL_MAX,
       statementTimeoutMs: e.PG_STATEMENT_TIMEOUT_MS,

@@ -7,6 +7,7 @@ describe("loadConfig", () => {
     expect(loadConfig({})).toEqual({
       port: 3000,
       host: "0.0.0.0",
+      workers: 1,
       database: { kind: "sqlite", path: "./data/flashcart.db" },
       logLevel: "info",
       logSample: 1,
@@ -15,6 +16,7 @@ describe("loadConfig", () => {
       durability: "durable",
       jwtSecret: null,
       rateLimit: { windowMs: 10_000, couponClaims: 50, orders: 50 },
+      sharedRateLimits: null,
       pg: {
         poolMax: 10,
         statementTimeoutMs: 5000,
@@ -48,6 +50,7 @@ describe("loadConfig", () => {
     expect(config).toEqual({
       port: 8080,
       host: "127.0.0.1",
+      workers: 1,
       database: { kind: "sqlite", path: "/var/lib/flashcart/db.sqlite" },
       logLevel: "debug",
       logSample: 0.25,
@@ -56,6 +59,7 @@ describe("loadConfig", () => {
       durability: "relaxed",
       jwtSecret: "s".repeat(32),
       rateLimit: { windowMs: 1000, couponClaims: 0, orders: 7 },
+      sharedRateLimits: null,
       pg: {
         poolMax: 3,
         statementTimeoutMs: 900,

@@ -1,34 +1,76 @@
 /**
- * `flashcart serve`: configuration, store, server, signals. The app itself is built by `createApp` in
- * app.ts. (No default export here: Bun would start a second server from it.)
+ * `flashcart serve [--workers N]`: configuration, store, server, signals. The app itself is built by
+ * `createApp` in app.ts. (No default export here: Bun would start a second server from it.)
+ *
+ * One worker (the default): this process serves. Several: this process only supervises; it starts N
+ * copies of itself marked as workers, which share the port (`reusePort`), each with its own store.
  */
+import { parseArgs } from "node:util";
+import { RedisClient } from "bun";
 import { createApp } from "../app.ts";
 import { resolveJwtSecret } from "../auth/secret.ts";
 import { TokenVerifier } from "../auth/tokens.ts";
-import { ConfigError, loadConfig } from "../config.ts";
+import { type Config, ConfigError, loadConfig } from "../config.ts";
 import { limits } from "../domain/limits.ts";
 import { systemClock } from "../domain/time.ts";
-import { createLogger } from "../logger.ts";
+import { redisRateLimitStores } from "../http/auth.ts";
+import { createLogger, type Logger } from "../logger.ts";
 import { createMetrics, instrumentStore } from "../observability/metrics.ts";
 import { openStore } from "../store/index.ts";
 
+/** Set (to the worker's number, 1..N) in the environment of the processes a supervisor starts. */
+const WORKER_MARKER = "FLASHCART_WORKER";
+
+/** How long the supervisor waits for its workers to drain after a stop before killing them. */
+const SUPERVISOR_BACKSTOP_MS = 15_000;
+
+/** What a worker tells its supervisor (over Bun's IPC channel) once it listens. */
+interface WorkerReady {
+  ready: string;
+}
+
 /**
- * Starts serving and returns once the server listens; SIGTERM or SIGINT stops it and exits. Takes no
- * arguments: the environment configures it (PORT, DATABASE_URL, …).
+ * Starts serving and returns once the server listens (several workers: once every one does); SIGTERM
+ * or SIGINT stops it and exits. The environment configures it (PORT, DATABASE_URL, WORKERS, …);
+ * `--workers N` overrides WORKERS.
  */
-export async function run(_argv: string[]): Promise<void> {
-  let config: ReturnType<typeof loadConfig>;
+export async function run(argv: string[]): Promise<void> {
+  let config: Config;
   try {
-    config = loadConfig();
+    const { values } = parseArgs({ args: argv, strict: true, options: { workers: { type: "string" } } });
+    config = loadConfig(values.workers === undefined ? process.env : { ...process.env, WORKERS: values.workers });
   } catch (error) {
     if (error instanceof ConfigError) {
       console.error(error.message);
       process.exit(1);
     }
+    if (String((error as { code?: unknown }).code).startsWith("ERR_PARSE_ARGS")) {
+      console.error(`${(error as Error).message}\n\nusage: flashcart serve [--workers N]`);
+      process.exit(2);
+    }
     throw error;
   }
 
   const logger = createLogger(config.logLevel);
+  const worker = Number(process.env[WORKER_MARKER] ?? 0);
+  if (worker > 0) return serve(config, withFields(logger, { worker, pid: process.pid }), worker);
+  if (config.workers === 1) return serve(config, logger, null);
+  return supervise(config, logger);
+}
+
+/** The logger, with `fields` on every line: a worker's lines say which worker wrote them. */
+function withFields(logger: Logger, fields: Record<string, unknown>): Logger {
+  return {
+    debug: (msg, more) => logger.debug(msg, { ...fields, ...more }),
+    info: (msg, more) => logger.info(msg, { ...fields, ...more }),
+    warn: (msg, more) => logger.warn(msg, { ...fields, ...more }),
+    error: (msg, more) => logger.error(msg, { ...fields, ...more }),
+    enabled: (level) => logger.enabled(level),
+  };
+}
+
+/** Serves in this process: alone (`worker` null) or as worker number `worker` of a supervisor. */
+async function serve(config: Config, logger: Logger, worker: number | null): Promise<void> {
   const metrics = config.metrics ? createMetrics() : null;
   let store: Awaited<ReturnType<typeof openStore>>;
   try {
@@ -37,6 +79,22 @@ export async function run(_argv: string[]): Promise<void> {
   } catch (error) {
     logger.error("cannot open the database", { error: error instanceof Error ? error.message : String(error) });
     process.exit(1);
+  }
+
+  let redis: RedisClient | null = null;
+  if (config.sharedRateLimits !== null) {
+    const shared = config.sharedRateLimits;
+    // While Redis is away a command fails at once and the limiter fails open (see redisRateLimitStores).
+    redis = new RedisClient(shared.redisUrl, {
+      enableOfflineQueue: false,
+      autoReconnect: false,
+      connectionTimeout: 2000,
+    });
+    await redis.connect().catch((error) =>
+      logger.warn("cannot reach Redis for the shared rate limits: requests pass uncounted until it is back", {
+        error: error instanceof Error ? error.message : String(error),
+      }),
+    );
   }
   const verifier = new TokenVerifier(resolveJwtSecret(config, logger));
   const app = createApp({
@@ -47,19 +105,31 @@ export async function run(_argv: string[]): Promise<void> {
     rateLimits: config.rateLimit,
     metrics,
     logSample: config.logSample,
+    ...(redis === null || config.sharedRateLimits === null
+      ? {}
+      : { rateLimitStore: redisRateLimitStores(redis, config.sharedRateLimits.prefix, logger) }),
   });
 
   const server = Bun.serve({
     port: config.port,
     hostname: config.host,
+    // Workers bind the same port; the kernel spreads connections among them.
+    reusePort: worker !== null,
     fetch: app.fetch,
     // Bodies over the app's limit are refused by bodyLimit with a problem+json; this is the transport backstop.
     maxRequestBodySize: 1024 * 1024,
   });
-  logger.info("flashcart listening", {
+  const listening = {
     url: server.url.href,
     database: config.database.kind === "sqlite" ? config.database.path : config.database.kind,
-  });
+  };
+  if (worker === null) {
+    logger.info("flashcart listening", listening);
+  } else {
+    // Not "… listening": the supervisor says that once every worker is ready.
+    logger.info("worker ready", listening);
+    process.send?.({ ready: server.url.href } satisfies WorkerReady);
+  }
 
   /** Stored idempotent responses are kept at least 24 h; older ones are removed hourly. */
   const purgeTimer = setInterval(
@@ -86,11 +156,118 @@ export async function run(_argv: string[]): Promise<void> {
     clearInterval(purgeTimer);
     await server.stop(); // stop accepting, let in-flight requests finish
     await store.close();
+    redis?.close();
     logger.info("stopped");
     process.exit(0);
   }
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
+  if (worker !== null) {
+    // A supervisor killed outright (SIGKILL) cannot stop its workers: they notice it is gone (they
+    // were handed to init) and stop themselves rather than serve on unsupervised.
+    const supervisor = process.ppid;
+    setInterval(() => process.ppid !== supervisor && void shutdown("supervisor gone"), 1000).unref();
+  }
+}
+
+/**
+ * Starts `config.workers` workers and stops them together. The supervisor does not serve: it stays
+ * small (no store, no app), so nothing but a signal or a worker's death makes it exit.
+ *
+ * A worker that exits unexpectedly is reported and every other worker is stopped (drained), then the
+ * supervisor exits 1; it is not restarted. A worker dies for a reason the others likely share (the
+ * database gone, a bug on some request, memory): the service manager that started flashcart (systemd,
+ * a container runtime) already restarts with back-off, counts crashes and alerts, and a silently
+ * half-sized service or a restart loop here would hide the fault from it.
+ */
+async function supervise(config: Config, logger: Logger): Promise<void> {
+  let port: number;
+  try {
+    port = claimPort(config.host, config.port);
+  } catch (error) {
+    logger.error("cannot listen", {
+      port: config.port,
+      error: error instanceof Error ? error.message : String(error),
+    });
+    process.exit(1);
+  }
+  if (config.sharedRateLimits === null) {
+    logger.warn("rate limits are counted by each worker alone: set REDIS_URL to share them", {
+      workers: config.workers,
+    });
+  }
+
+  // The same entry point again: `bun src/main.ts serve …` re-runs bun with the script (and bun's own
+  // flags); a compiled binary is process.execPath itself, and its argv[1] is its embedded entry.
+  const command = Bun.isStandaloneExecutable
+    ? [process.execPath, ...process.argv.slice(2)]
+    : [process.execPath, ...process.execArgv, ...process.argv.slice(1)];
+  let announced: (() => void) | null = null;
+  const allReady = new Promise<void>((resolve) => {
+    announced = resolve;
+  });
+  const ready = new Set<number>();
+  const workers = Array.from({ length: config.workers }, (_, i) => {
+    const number = i + 1;
+    return Bun.spawn(command, {
+      env: { ...process.env, [WORKER_MARKER]: String(number), PORT: String(port) },
+      stdio: ["ignore", "inherit", "inherit"],
+      ipc(message: WorkerReady) {
+        ready.add(number);
+        if (ready.size === config.workers) {
+          logger.info("flashcart listening", { url: message.ready, workers: config.workers });
+          announced?.();
+        }
+      },
+    });
+  });
+
+  let stopping = false;
+  let failed = false;
+  function stopAll(signal: string): void {
+    if (stopping) return;
+    stopping = true;
+    logger.info("shutting down", { signal, workers: config.workers });
+    for (const proc of workers) if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGTERM");
+    const backstop = setTimeout(() => {
+      logger.error("workers did not stop in time; killing them");
+      for (const proc of workers) proc.kill("SIGKILL");
+      process.exit(1);
+    }, SUPERVISOR_BACKSTOP_MS);
+    backstop.unref();
+  }
+  workers.forEach((proc, i) => {
+    void proc.exited.then((code) => {
+      if (stopping) return;
+      failed = true;
+      logger.error("worker exited unexpectedly; stopping the others", {
+        worker: i + 1,
+        pid: proc.pid,
+        code,
+        signal: proc.signalCode,
+      });
+      stopAll("worker exited");
+    });
+  });
+  void Promise.all(workers.map((proc) => proc.exited)).then((codes) => {
+    logger.info("stopped", { codes });
+    process.exit(failed || codes.some((code) => code !== 0) ? 1 : 0);
+  });
+  process.on("SIGTERM", () => stopAll("SIGTERM"));
+  process.on("SIGINT", () => stopAll("SIGINT"));
+  await allReady;
+}
+
+/**
+ * Checks that the port is free by binding it once without `reusePort` (which also fails when another
+ * flashcart's workers hold it, instead of silently joining them), and picks one for PORT=0, so every
+ * worker binds the same port. Released at once; the workers bind it a moment later.
+ */
+function claimPort(hostname: string, port: number): number {
+  const probe = Bun.listen({ hostname, port, socket: { data() {} } });
+  const claimed = probe.port;
+  probe.stop(true);
+  return claimed;
 }
 
 if (import.meta.main) await run(process.argv.slice(2));
