@@ -2,7 +2,7 @@ import { notFound } from "../../domain/errors.ts";
 import type * as model from "../../domain/model.ts";
 import { orderOf } from "../../domain/order.ts";
 import { toPage } from "../../domain/pagination.ts";
-import { advanceSync, runSync, type Script } from "../../domain/script.ts";
+import { runSync, type Script } from "../../domain/script.ts";
 import {
   type ClaimCoupon,
   claimCoupon,
@@ -18,7 +18,7 @@ import { ScriptedWrites } from "../scripted-writes.ts";
 import type { SqliteDb } from "./database.ts";
 import { GroupCommit } from "./group-commit.ts";
 import { prepareStatements, type Statements } from "./statements.ts";
-import { changesOf, claimReads, sqliteWrites } from "./writes.ts";
+import { changesOf, sqliteWrites } from "./writes.ts";
 
 /** Keyset cursors: "before the largest id" and "after id 0" let one prepared statement serve the first page too. */
 const NO_UPPER_BOUND = Number.MAX_SAFE_INTEGER;
@@ -33,14 +33,12 @@ const NO_UPPER_BOUND = Number.MAX_SAFE_INTEGER;
 export class SqliteStore extends ScriptedWrites implements Store {
   private readonly q: Statements;
   private readonly writes: WriteStorage;
-  private readonly claimReads: Partial<WriteStorage>;
   private readonly commits: GroupCommit;
 
   constructor(private readonly db: SqliteDb) {
     super();
     this.q = prepareStatements(db);
     this.writes = sqliteWrites(this.q);
-    this.claimReads = claimReads(this.q);
     this.commits = new GroupCommit(db.$client);
   }
 
@@ -62,14 +60,14 @@ export class SqliteStore extends ScriptedWrites implements Store {
   }
 
   /**
-   * A claim reads (drop, user, known refusals) before the write lock, so a losing claim never waits
-   * for the writer; only a claim that may win joins the group commit, where the guards decide.
+   * A claim runs whole inside the group commit's unit, losers too: their refusal is found by two
+   * reads (knownRefusal) before any write, inside the batch's transaction that is open anyway.
+   * Measured with wrk (100 connections, 20,000 users, a drop of 10,000): answering the reads before
+   * the write lock instead, outside any transaction, halved claims/s (9.2k against 20.4k), although
+   * each such read costs only ≈ 2 µs more by itself.
    */
-  async claimCoupon(command: ClaimCoupon): Promise<model.ClaimedCoupon> {
-    const script = claimCoupon(command);
-    const next = advanceSync(script, script.next(), this.claimReads);
-    if (next.done) return next.value;
-    return this.commits.run(() => runSync(script, this.writes, next));
+  claimCoupon(command: ClaimCoupon): Promise<model.ClaimedCoupon> {
+    return this.run(() => claimCoupon(command));
   }
 
   private requireUser(userId: number): model.User {

@@ -14,11 +14,10 @@ export function changesOf(result: unknown): number {
 }
 
 /**
- * The moves of a claim that only read, answered before the write lock is taken: a drop's definition
- * and a user never change once created, and "holds it" / "none left" never revert. So the losers of
- * a stampede (nearly every request) are answered by two reads and never wait for the writer.
+ * The moves of a claim that only read: a drop's definition, the user, and the refusals that never
+ * revert ("holds it", "none left"), so a loser is answered by reads and writes nothing.
  */
-export function claimReads(q: Statements): Pick<ClaimStorage, "findCoupon" | "userExists" | "knownRefusal"> {
+function claimReads(q: Statements): Pick<ClaimStorage, "findCoupon" | "userExists" | "knownRefusal"> {
   return {
     findCoupon: (couponId) => q.couponById.get({ id: couponId }) ?? null,
     userExists: (userId) => q.userById.get({ id: userId }) !== undefined,
