@@ -23,8 +23,9 @@ import { parseArgs } from "node:util";
 import { RedisClient } from "bun";
 import postgres from "postgres";
 import { type Durability, durabilityClasses, durabilitySettings } from "../src/durability.ts";
-import { couponStrategies } from "../src/store/pg/coupon-strategies.ts";
+import { type CouponStrategy, couponStrategies } from "../src/store/pg/coupon-strategies.ts";
 import { brokenInvariants } from "./invariants.ts";
+import { postgresCeiling } from "./pgbench.ts";
 import { type ListeningProcess, spawnListening } from "./process.ts";
 import { type BenchRun, durabilityLegend, renderMarkdown, renderSvg, type ScenarioResult } from "./report.ts";
 import { type LoadDriver, type LoadResult, LoadToolMissing, loadDriver, versionOf } from "./tools.ts";
@@ -186,8 +187,13 @@ interface Deployment {
   env: Record<string, string>;
   /** Reads the database for the invariant check. */
   invariants(): Promise<string[]>;
+  /** PostgreSQL variants: their schema, and a connection on it. */
+  postgres?: { schema: string; sql: postgres.Sql };
   cleanup(): Promise<void>;
 }
+
+/** Every drop holds half as many coupons as there are users: half the claims can win. */
+const couponSupply = (options: Options) => Math.max(1, Math.floor(options.users / 2));
 
 const initialStock = () => new Map(Array.from({ length: PRODUCTS }, (_, i) => [i + 1, STOCK]));
 
@@ -237,6 +243,7 @@ async function deploy(variant: Variant, durability: Durability, options: Options
       PG_POOL_MAX: String(options.pgPool),
     },
     invariants: () => brokenInvariants(auditor, initialStock()),
+    postgres: { schema, sql: auditor },
     async cleanup() {
       await auditor.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
       await auditor.end({ timeout: 5 });
@@ -271,7 +278,7 @@ async function runVariant(
         ...["--users", String(options.users), "--points", String(POINTS), "--products", String(PRODUCTS)],
         // Two drops per scenario: 2k-1 is measured, 2k absorbs the warm-up, so each measured run starts full.
         ...["--price", String(PRICE), "--stock", String(STOCK), "--coupons", String(2 * options.scenarios.length)],
-        ...["--coupon-quantity", String(Math.max(1, Math.floor(options.users / 2)))],
+        ...["--coupon-quantity", String(couponSupply(options))],
       ],
       { cwd: root, env: { ...process.env, ...deployment.env }, stdout: "pipe", stderr: "pipe" },
     );
@@ -288,6 +295,24 @@ async function runVariant(
           measured: 2 * index + 1,
           warmUp: 2 * index + 2,
         });
+        if (deployment.postgres !== undefined && variant !== "sqlite" && name === "coupon") {
+          // PostgreSQL's own ceiling for this variant's claim, checked by the same invariants below.
+          const ceiling = await postgresCeiling({
+            url: options.pgUrl,
+            ...deployment.postgres,
+            strategy: variant.slice("pg-".length) as CouponStrategy,
+            users: options.users,
+            supply: couponSupply(options),
+            clients: options.pgPool * options.workers,
+            seconds: options.duration,
+            synchronousCommit: durabilitySettings[durability].pgSynchronousCommit,
+            workDir: tmpdir(),
+          });
+          for (const r of scenarioResults) r.postgres = ceiling;
+          console.log(
+            `  ${variant} pgbench, the same claim: ${"tps" in ceiling ? `${Math.round(ceiling.tps)} tps` : ceiling.missing}`,
+          );
+        }
         const broken = await deployment.invariants();
         const serverErrors = scenarioResults.reduce((sum, r) => sum + r.serverErrors, 0);
         if (serverErrors > 0) broken.push(`${serverErrors} responses were 5xx`);

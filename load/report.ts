@@ -22,6 +22,15 @@ export interface ScenarioResult {
   failureRate: number;
   serverErrors: number;
   invariants: string[];
+  /** PostgreSQL variants' coupon runs: pgbench's tps for the same claim (load/pgbench.ts). */
+  postgres?: { tps: number } | { missing: string };
+}
+
+/** Adapter efficiency: claims/s over pgbench's tps for the same claim ("–" where not measured). */
+function ofPostgres(r: ScenarioResult): string {
+  if (r.postgres === undefined) return "–";
+  if ("missing" in r.postgres) return r.postgres.missing;
+  return `${pct(r.rps / r.postgres.tps)} of ${Math.round(r.postgres.tps)} tps`;
 }
 
 export interface BenchRun {
@@ -68,6 +77,7 @@ export function renderMarkdown(run: BenchRun): string {
     `Ceiling (bare Bun.serve hello-world, same tool and connections): **${Math.round(run.ceilingRps)} req/s**.`,
     "",
     "Figures are grouped by durability class (src/durability.ts); compare them within a class.",
+    "\"of PostgreSQL\" (PostgreSQL variants, coupon runs): claims/s over pgbench's tps for the same claim's statements on the same database, clients = pool connections (load/pgbench.ts).",
   ];
   for (const name of classesOf(run.results)) {
     const settings = run.durability[name] ?? durabilitySettings[name];
@@ -78,15 +88,15 @@ export function renderMarkdown(run: BenchRun): string {
       "",
       `${settings.promise[0]?.toUpperCase()}${settings.promise.slice(1)}.`,
       "",
-      "| durability | variant | scenario | connections | think | req/s | of ceiling | p50 ms | p95 ms | p99 ms | max ms | 2xx | 409 | failures | invariants |",
-      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+      "| durability | variant | scenario | connections | think | req/s | of ceiling | of PostgreSQL | p50 ms | p95 ms | p99 ms | max ms | 2xx | 409 | failures | invariants |",
+      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     );
     for (const r of results) {
       const ok = Object.entries(r.statuses)
         .filter(([s]) => Number(s) >= 200 && Number(s) < 300)
         .reduce((sum, [, n]) => sum + n, 0);
       lines.push(
-        `| ${r.durability} | ${r.variant} | ${r.scenario} | ${r.connections} | ${r.thinkMs ? `${r.thinkMs} ms` : "–"} | ${Math.round(r.rps)} | ${pct(r.ofCeiling)} | ${ms(r.latencyMs.p50)} | ${ms(r.latencyMs.p95)} | ${ms(r.latencyMs.p99)} | ${ms(r.latencyMs.max)} | ${ok} | ${r.statuses["409"] ?? 0} | ${pct(r.failureRate)} | ${r.invariants.length === 0 ? "all hold" : `**broken**: ${r.invariants.join("; ")}`} |`,
+        `| ${r.durability} | ${r.variant} | ${r.scenario} | ${r.connections} | ${r.thinkMs ? `${r.thinkMs} ms` : "–"} | ${Math.round(r.rps)} | ${pct(r.ofCeiling)} | ${ofPostgres(r)} | ${ms(r.latencyMs.p50)} | ${ms(r.latencyMs.p95)} | ${ms(r.latencyMs.p99)} | ${ms(r.latencyMs.max)} | ${ok} | ${r.statuses["409"] ?? 0} | ${pct(r.failureRate)} | ${r.invariants.length === 0 ? "all hold" : `**broken**: ${r.invariants.join("; ")}`} |`,
       );
     }
     for (const variant of new Set(results.map((r) => r.variant))) {

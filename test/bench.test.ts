@@ -115,7 +115,7 @@ test("the Markdown report gives the command, the tool, ratios to the ceiling and
   expect(md).toContain("wrk (wrk 4.1.0)");
   expect(md).toContain("**100000 req/s**");
   expect(md).toContain(
-    "| durable | sqlite | coupon | 100 | – | 25000 | 25.0 % | 3.50 | 6.25 | 9.00 | 30.0 | 10000 | 115000 | 0.00 % | all hold |",
+    "| durable | sqlite | coupon | 100 | – | 25000 | 25.0 % | – | 3.50 | 6.25 | 9.00 | 30.0 | 10000 | 115000 | 0.00 % | all hold |",
   );
   expect(md).toContain("**broken**: 1000 responses were 5xx");
   expect(md).toContain("Breakpoint (pg-redis, durable): at 3200 connections (p95 620 ms, failures 1.00 %).");
@@ -139,6 +139,16 @@ test("the Markdown report groups rows by durability class, names each class's se
   // Every table row names its class.
   const rows = md.split("\n").filter((line) => /^\| (?!durability |---)/.test(line));
   expect(rows.map((line) => line.split(" | ")[0])).toEqual(["| durable", "| durable", "| relaxed"]);
+});
+
+test("a PostgreSQL coupon row shows its claims/s as a fraction of pgbench's tps for the same claim", () => {
+  const base = results[0] as ScenarioResult;
+  const measured: ScenarioResult = { ...base, variant: "pg-atomic", rps: 1000, postgres: { tps: 1250 } };
+  const missing: ScenarioResult = { ...base, variant: "pg-optimistic", postgres: { missing: "pgbench not installed" } };
+  const md = renderMarkdown({ ...run, results: [measured, missing] });
+  expect(md).toContain("| of PostgreSQL |");
+  expect(md).toContain("| durable | pg-atomic | coupon | 100 | – | 1000 | 25.0 % | 80.0 % of 1250 tps |");
+  expect(md).toContain("| pgbench not installed |");
 });
 
 test("a run in one class shows only that class", () => {

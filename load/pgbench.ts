@@ -1,0 +1,152 @@
+/**
+ * PostgreSQL's own ceiling for a variant's coupon claim. pgbench (shipped with PostgreSQL) runs the
+ * statements the variant's adapter sends for one claim, with nothing in between (no HTTP, no Bun),
+ * against the same database and users, on a fresh drop of the same supply, for the same duration,
+ * with as many clients as the service has pool connections (the most claims it can have in flight
+ * in PostgreSQL). A variant's claims/s over this tps is its adapter efficiency.
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type postgres from "postgres";
+import type { CouponStrategy } from "../src/store/pg/coupon-strategies.ts";
+
+/** The pgbench script of one claim by a random user, as each strategy's adapter sends it. */
+export function claimScript(strategy: CouponStrategy): string {
+  const user = "\\set u random(1, :users)";
+  const insert =
+    "INSERT INTO user_coupons (user_id, coupon_id, status, issued_at, expires_at) VALUES (:u, :coupon, 'AVAILABLE', 0, 1)";
+  const lockFreeRefusal = [
+    "SELECT (EXISTS (SELECT 1 FROM user_coupons WHERE user_id = :u AND coupon_id = :coupon))::int AS holds,",
+    "  (issued_quantity >= total_quantity)::int AS sold_out FROM coupons WHERE id = :coupon \\gset",
+  ];
+  switch (strategy) {
+    case "atomic":
+      // One call in autocommit (drizzle/pg/0001_take_coupon.sql).
+      return [user, "SELECT take_coupon(:u, :coupon, 0, 1);"].join("\n");
+    case "pessimistic":
+      return [
+        user,
+        ...lockFreeRefusal,
+        "\\if :holds",
+        "\\elif :sold_out",
+        "\\else",
+        "BEGIN;",
+        "SELECT issued_quantity AS issued, total_quantity AS total FROM coupons WHERE id = :coupon FOR UPDATE \\gset",
+        "SELECT count(*) AS held FROM user_coupons WHERE user_id = :u AND coupon_id = :coupon \\gset",
+        "\\if :held > 0 or :issued >= :total",
+        "ROLLBACK;",
+        "\\else",
+        `${insert} ON CONFLICT (user_id, coupon_id) DO NOTHING;`,
+        "UPDATE coupons SET issued_quantity = :issued + 1 WHERE id = :coupon;",
+        "COMMIT;",
+        "\\endif",
+        "\\endif",
+      ].join("\n");
+    case "optimistic":
+      // One compare-and-set attempt; the adapter retries a lost one, which only adds to its cost.
+      return [
+        user,
+        ...lockFreeRefusal,
+        "\\if :holds",
+        "\\elif :sold_out",
+        "\\else",
+        "BEGIN;",
+        `WITH held AS (${insert} ON CONFLICT (user_id, coupon_id) DO NOTHING RETURNING 1) SELECT count(*) AS inserted FROM held \\gset`,
+        "SELECT issued_quantity AS issued, total_quantity AS total, version FROM coupons WHERE id = :coupon \\gset",
+        "\\if :inserted = 0 or :issued >= :total",
+        "ROLLBACK;",
+        "\\else",
+        "WITH won AS (UPDATE coupons SET issued_quantity = :issued + 1, version = :version + 1 WHERE id = :coupon AND version = :version RETURNING 1) SELECT count(*) AS won FROM won \\gset",
+        "\\if :won",
+        "COMMIT;",
+        "\\else",
+        "ROLLBACK;",
+        "\\endif",
+        "\\endif",
+        "\\endif",
+      ].join("\n");
+    case "redis":
+      // What reaches PostgreSQL once Redis has reserved the slot (losers never do).
+      return [
+        user,
+        "BEGIN;",
+        `WITH held AS (${insert} ON CONFLICT (user_id, coupon_id) DO NOTHING RETURNING 1) SELECT count(*) AS inserted FROM held \\gset`,
+        "WITH taken AS (UPDATE coupons SET issued_quantity = issued_quantity + 1 WHERE id = :coupon AND issued_quantity < total_quantity AND :inserted = 1 RETURNING 1) SELECT count(*) AS taken FROM taken \\gset",
+        "\\if :taken",
+        "COMMIT;",
+        "\\else",
+        "ROLLBACK;",
+        "\\endif",
+      ].join("\n");
+  }
+}
+
+/** The tps line of pgbench's report ("tps = 1035.109278 (without initial connection time)"). */
+export function parseTps(output: string): number | null {
+  const match = /^tps = ([0-9.]+) \(without initial connection time\)$/m.exec(output);
+  return match === null ? null : Number(match[1]);
+}
+
+/** pgbench on PATH, or beside the server's other programs; null when neither has it. */
+export function findPgbench(): string | null {
+  const onPath = Bun.which("pgbench");
+  if (onPath !== null) return onPath;
+  const pgConfig = Bun.which("pg_config");
+  if (pgConfig === null) return null;
+  const bindir = Bun.spawnSync([pgConfig, "--bindir"]).stdout.toString().trim();
+  const candidate = join(bindir, "pgbench");
+  return existsSync(candidate) ? candidate : null;
+}
+
+export type Ceiling = { tps: number } | { missing: string };
+
+export interface CeilingRun {
+  /** postgres://… of the database, without `?schema=`. */
+  url: string;
+  schema: string;
+  /** Open on that schema: the fresh drop is created with it. */
+  sql: postgres.Sql;
+  strategy: CouponStrategy;
+  users: number;
+  supply: number;
+  clients: number;
+  seconds: number;
+  synchronousCommit: "on" | "off";
+  workDir: string;
+}
+
+export async function postgresCeiling(run: CeilingRun): Promise<Ceiling> {
+  const pgbench = findPgbench();
+  if (pgbench === null) return { missing: "pgbench not installed" };
+  const [drop] = await run.sql<{ id: number }[]>`
+    INSERT INTO coupons (name, discount_type, discount_value, min_order_amount, valid_days, total_quantity, issued_quantity, created_at)
+    VALUES ('pgbench', 'FIXED', 1000, 0, 30, ${run.supply}, 0, 0) RETURNING id`;
+  if (drop === undefined) throw new Error("could not create the pgbench drop");
+  const script = join(run.workDir, `claim-${run.strategy}.sql`);
+  await Bun.write(script, `${claimScript(run.strategy)}\n`);
+  const url = new URL(run.url);
+  const result = Bun.spawnSync(
+    [
+      pgbench,
+      ...["-n", "-M", "prepared", "-c", String(run.clients), "-j", "2", "-T", String(run.seconds)],
+      ...["-f", script, "-D", `users=${run.users}`, "-D", `coupon=${drop.id}`],
+      ...["-h", url.hostname, "-p", url.port || "5432", "-U", decodeURIComponent(url.username || "postgres")],
+      decodeURIComponent(url.pathname.slice(1)),
+    ],
+    {
+      env: {
+        ...process.env,
+        PGPASSWORD: decodeURIComponent(url.password),
+        PGOPTIONS: `-c search_path=${run.schema} -c synchronous_commit=${run.synchronousCommit}`,
+      },
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+  );
+  const output = result.stdout.toString();
+  const tps = parseTps(output);
+  if (result.exitCode !== 0 || tps === null) {
+    throw new Error(`pgbench failed (${result.exitCode}): ${result.stderr.toString()}${output}`);
+  }
+  return { tps };
+}
