@@ -86,7 +86,9 @@ async function launch(env: Record<string, string> = {}): Promise<Supervised> {
   })();
   const started = await Promise.race([url, proc.exited.then((code) => `exited with ${code}`)]);
   if (!started.startsWith("http"))
-    throw new Error(`serve --workers 2 ${started}: ${await new Response(proc.stderr).text()}`);
+    throw new Error(
+      `serve --workers 2 ${started}: ${await new Response(proc.stderr).text()}${logs.map((l) => JSON.stringify(l)).join("\n")}`,
+    );
   return { proc, url: started, logs, secret: new TextEncoder().encode(secret), dbPath };
 }
 

@@ -27,6 +27,23 @@ const WAL_AUTOCHECKPOINT_PAGES = 10_000;
 export function openSqlite(options: SqliteOptions): SqliteDb {
   const inMemory = options.path === ":memory:";
   if (!inMemory) mkdirSync(dirname(options.path), { recursive: true });
+  // Processes starting together on a new file (serve --workers N) can meet an SQLITE_BUSY that the
+  // busy timeout does not cover (one switching the file to WAL, or recovering its WAL, while another
+  // opens it; seen about once in six two-worker starts on a loaded machine). Opening again after a
+  // short pause then succeeds; past the busy timeout the error stands.
+  const deadline = Date.now() + options.busyTimeoutMs;
+  for (;;) {
+    try {
+      return openOnce(options, inMemory);
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (typeof code !== "string" || !code.startsWith("SQLITE_BUSY") || Date.now() >= deadline) throw error;
+      Bun.sleepSync(5 + Math.random() * 20);
+    }
+  }
+}
+
+function openOnce(options: SqliteOptions, inMemory: boolean): SqliteDb {
   const client = new Database(options.path, { create: true, strict: true });
   try {
     // busy_timeout first: switching to WAL needs a lock that another process starting at the same
