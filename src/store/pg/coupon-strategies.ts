@@ -8,7 +8,7 @@ import type { ClaimCoupon, ClaimRefusal, ClaimStorage } from "../../domain/write
 import { must } from "../rows.ts";
 import type { PgDb } from "./database.ts";
 import { coupons, userCoupons, users } from "./schema.ts";
-import { type NewHolding, PgWrites, type Tx } from "./writes.ts";
+import { insertHolding, type NewHolding, PgWrites, type Tx } from "./writes.ts";
 
 /**
  * The classic ways to hand out a limited supply on PostgreSQL, selectable with COUPON_STRATEGY. All of
@@ -90,40 +90,6 @@ async function lockFreeRefusal(client: postgres.Sql, userId: number, couponId: n
   return null;
 }
 
-/**
- * atomic: the whole write is one call of `take_coupon` (drizzle/pg/0001_take_coupon.sql: the two
- * guards, lock-free refusals first), in autocommit: one round trip, no BEGIN or COMMIT, and the
- * drop's row is locked only from its UPDATE to the commit. No transaction is opened at all.
- */
-class Atomic implements Strategy {
-  readonly Writes = PgWrites;
-
-  constructor(
-    private readonly client: postgres.Sql,
-    private readonly facts: ClaimFacts,
-  ) {}
-
-  plan(): ClaimPlan {
-    return {
-      before: {
-        ...this.facts.moves,
-        knownRefusal: async () => null,
-        takeCoupon: (holding) => this.take(holding),
-      },
-    };
-  }
-
-  private async take(holding: NewHolding): Promise<number | ClaimRefusal> {
-    const { userId, couponId, issuedAt, expiresAt } = holding;
-    const [row] = await this.client<{ taken: number }[]>`
-      SELECT take_coupon(${userId}::int, ${couponId}::int, ${issuedAt}::bigint, ${expiresAt}::bigint) AS taken`;
-    const taken = must(row, "take_coupon's answer").taken;
-    if (taken === -1) return "ALREADY_CLAIMED";
-    if (taken === -2) return "SOLD_OUT";
-    return taken;
-  }
-}
-
 /** pessimistic: `SELECT … FOR UPDATE` serialises the winners of a drop on its row, then check and write. */
 class PessimisticWrites extends PgWrites {
   override async takeCoupon(holding: NewHolding): Promise<number | ClaimRefusal> {
@@ -136,17 +102,13 @@ class PessimisticWrites extends PgWrites {
       .where(and(eq(userCoupons.userId, holding.userId), eq(userCoupons.couponId, holding.couponId)));
     if (held !== undefined) return "ALREADY_CLAIMED";
     if (locked.issuedQuantity >= locked.totalQuantity) return "SOLD_OUT";
-    const [inserted] = await this.tx
-      .insert(userCoupons)
-      .values({ ...holding, status: "AVAILABLE" })
-      .onConflictDoNothing({ target: [userCoupons.userId, userCoupons.couponId] })
-      .returning({ id: userCoupons.id });
-    if (inserted === undefined) return "ALREADY_CLAIMED";
+    const inserted = await insertHolding(this.tx, holding);
+    if (inserted === null) return "ALREADY_CLAIMED";
     await this.tx
       .update(coupons)
       .set({ issuedQuantity: locked.issuedQuantity + 1 })
       .where(eq(coupons.id, holding.couponId));
-    return inserted.id;
+    return inserted;
   }
 }
 
@@ -159,17 +121,13 @@ const CAS_ATTEMPTS = 100;
  */
 class OptimisticWrites extends PgWrites {
   override async takeCoupon(holding: NewHolding): Promise<number | ClaimRefusal> {
-    const [held] = await this.tx
-      .insert(userCoupons)
-      .values({ ...holding, status: "AVAILABLE" })
-      .onConflictDoNothing({ target: [userCoupons.userId, userCoupons.couponId] })
-      .returning({ id: userCoupons.id });
-    if (held === undefined) return "ALREADY_CLAIMED";
+    const held = await insertHolding(this.tx, holding);
+    if (held === null) return "ALREADY_CLAIMED";
     for (let attempt = 1; ; attempt++) {
       const [row] = await this.tx.select().from(coupons).where(eq(coupons.id, holding.couponId));
       const coupon = must(row, "the coupon");
       if (coupon.issuedQuantity >= coupon.totalQuantity) {
-        await this.tx.delete(userCoupons).where(eq(userCoupons.id, held.id));
+        await this.tx.delete(userCoupons).where(eq(userCoupons.id, held));
         return "SOLD_OUT";
       }
       const won = await this.tx
@@ -177,7 +135,7 @@ class OptimisticWrites extends PgWrites {
         .set({ issuedQuantity: coupon.issuedQuantity + 1, version: coupon.version + 1 })
         .where(and(eq(coupons.id, holding.couponId), eq(coupons.version, coupon.version)))
         .returning({ id: coupons.id });
-      if (won.length > 0) return held.id;
+      if (won.length > 0) return held;
       if (attempt >= CAS_ATTEMPTS) throw new Error(`optimistic claim lost ${CAS_ATTEMPTS} races in a row`);
       await Bun.sleep(Math.random() * Math.min(20, attempt));
     }
@@ -188,8 +146,8 @@ class OptimisticWrites extends PgWrites {
 class InTransaction implements Strategy {
   constructor(
     readonly Writes: new (tx: Tx) => PgWrites,
-    private readonly client: postgres.Sql,
-    private readonly facts: ClaimFacts,
+    protected readonly client: postgres.Sql,
+    protected readonly facts: ClaimFacts,
   ) {}
 
   plan(): ClaimPlan {
@@ -199,6 +157,33 @@ class InTransaction implements Strategy {
         knownRefusal: (userId, couponId) => lockFreeRefusal(this.client, userId, couponId),
       },
     };
+  }
+}
+
+/**
+ * atomic: the whole write is one call of `take_coupon` (drizzle/pg/0001_take_coupon.sql: the two
+ * guards, lock-free refusals first), in autocommit: one round trip, no BEGIN or COMMIT, and the
+ * drop's row is locked only from its UPDATE to the commit. No transaction is opened at all.
+ */
+class Atomic extends InTransaction {
+  constructor(client: postgres.Sql, facts: ClaimFacts) {
+    super(PgWrites, client, facts);
+  }
+
+  override plan(): ClaimPlan {
+    // take_coupon reads the refusals itself, in the same round trip.
+    const { before } = super.plan();
+    return { before: { ...before, knownRefusal: async () => null, takeCoupon: (holding) => this.take(holding) } };
+  }
+
+  private async take(holding: NewHolding): Promise<number | ClaimRefusal> {
+    const { userId, couponId, issuedAt, expiresAt } = holding;
+    const [row] = await this.client<{ taken: number }[]>`
+      SELECT take_coupon(${userId}::int, ${couponId}::int, ${issuedAt}::bigint, ${expiresAt}::bigint) AS taken`;
+    const taken = must(row, "take_coupon's answer").taken;
+    if (taken === -1) return "ALREADY_CLAIMED";
+    if (taken === -2) return "SOLD_OUT";
+    return taken;
   }
 }
 

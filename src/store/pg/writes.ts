@@ -34,6 +34,16 @@ export type NewHolding = { userId: number; couponId: number; issuedAt: number; e
 /** The moves answered inside a transaction: claims, cancels, charges (orders: see orders.ts). */
 export type TxStorage = Omit<WriteStorage, "pricesOf" | "heldCoupon" | "newOrderId" | "commitOrder">;
 
+/** The one-per-user guard: the unique (user_id, coupon_id) index turns a second claim into no row. */
+export async function insertHolding(tx: Tx, holding: NewHolding): Promise<number | null> {
+  const [held] = await tx
+    .insert(userCoupons)
+    .values({ ...holding, status: "AVAILABLE" })
+    .onConflictDoNothing({ target: [userCoupons.userId, userCoupons.couponId] })
+    .returning({ id: userCoupons.id });
+  return held?.id ?? null;
+}
+
 export class PgWrites implements AsyncStorage<TxStorage> {
   constructor(protected readonly tx: Tx) {}
 
@@ -92,19 +102,15 @@ export class PgWrites implements AsyncStorage<TxStorage> {
    * newest row version); a refused supply takes the holding back, so the move is all or nothing.
    */
   async takeCoupon(holding: NewHolding): Promise<number | ClaimRefusal> {
-    const [held] = await this.tx
-      .insert(userCoupons)
-      .values({ ...holding, status: "AVAILABLE" })
-      .onConflictDoNothing({ target: [userCoupons.userId, userCoupons.couponId] })
-      .returning({ id: userCoupons.id });
-    if (held === undefined) return "ALREADY_CLAIMED";
+    const held = await insertHolding(this.tx, holding);
+    if (held === null) return "ALREADY_CLAIMED";
     const taken = await this.tx
       .update(coupons)
       .set({ issuedQuantity: sql`${coupons.issuedQuantity} + 1` })
       .where(and(eq(coupons.id, holding.couponId), lt(coupons.issuedQuantity, coupons.totalQuantity)))
       .returning({ id: coupons.id });
-    if (taken.length > 0) return held.id;
-    await this.tx.delete(userCoupons).where(eq(userCoupons.id, held.id));
+    if (taken.length > 0) return held;
+    await this.tx.delete(userCoupons).where(eq(userCoupons.id, held));
     return "SOLD_OUT";
   }
 
