@@ -1,3 +1,4 @@
+import { Database } from "bun:sqlite";
 import { type RowSource, rowReader } from "./rows.ts";
 
 /**
@@ -12,8 +13,13 @@ export async function brokenInvariants(
   const query = rowReader(source);
   const rows = async <T>(sql: string) => (await query(sql)) as T[];
 
+  // On PostgreSQL a sharded drop keeps what is left in coupon_shards (COUPON_STRATEGY=sharded).
+  const issued =
+    source instanceof Database
+      ? "c.issued_quantity"
+      : "c.issued_quantity - coalesce((SELECT sum(s.total - s.issued) FROM coupon_shards s WHERE s.coupon_id = c.id), 0)";
   for (const r of await rows<{ id: number; issued: number; total: number; held: number }>(
-    `SELECT c.id, c.issued_quantity AS issued, c.total_quantity AS total,
+    `SELECT c.id, ${issued} AS issued, c.total_quantity AS total,
             (SELECT count(*) FROM user_coupons uc WHERE uc.coupon_id = c.id) AS held
        FROM coupons c`,
   )) {

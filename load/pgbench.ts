@@ -23,6 +23,8 @@ export function claimScript(strategy: CouponStrategy): string {
     case "atomic":
       // One call in autocommit (drizzle/pg/0001_take_coupon.sql).
       return [user, "SELECT take_coupon(:u, :coupon, 0, 1);"].join("\n");
+    case "sharded":
+      return [user, "SELECT take_coupon_sharded(:u, :coupon, 0, 1);"].join("\n");
     case "pessimistic":
       return [
         user,

@@ -1,5 +1,5 @@
 import type { RedisClient } from "bun";
-import { and, asc, desc, eq, gt, gte, lt, sql } from "drizzle-orm";
+import { and, asc, desc, eq, getTableColumns, gt, gte, lt, sql } from "drizzle-orm";
 import { notFound } from "../../domain/errors.ts";
 import type * as model from "../../domain/model.ts";
 import { orderOf } from "../../domain/order.ts";
@@ -38,6 +38,16 @@ async function retrying<R>(write: () => Promise<R>): Promise<R> {
     }
   }
 }
+
+/**
+ * A drop's columns as the API shows them: a sharded drop (COUPON_STRATEGY=sharded) keeps its remaining
+ * supply in coupon_shards and shows its own row as all handed out, so what is claimed is the row's
+ * count less what the shards still hold.
+ */
+const couponColumns = {
+  ...getTableColumns(coupons),
+  issuedQuantity: sql<number>`(${coupons.issuedQuantity} - coalesce((SELECT sum(s.total - s.issued) FROM coupon_shards s WHERE s.coupon_id = ${coupons.id}), 0))::int`,
+};
 
 const userColumns = { id: users.id, name: users.name, balance: users.balance };
 const productColumns = { id: products.id, name: products.name, price: products.price, stock: products.stock };
@@ -164,7 +174,7 @@ export class PgStore extends ScriptedWrites implements Store {
   }
 
   async getCoupon(couponId: number): Promise<model.Coupon> {
-    const [row] = await this.db.select().from(coupons).where(eq(coupons.id, couponId));
+    const [row] = await this.db.select(couponColumns).from(coupons).where(eq(coupons.id, couponId));
     if (row === undefined) throw notFound.coupon(couponId);
     return toCoupon(row);
   }
@@ -183,7 +193,7 @@ export class PgStore extends ScriptedWrites implements Store {
   async listUserCoupons(query: UserCouponsQuery): Promise<model.UserCouponWithCoupon[]> {
     await this.requireUser(query.userId);
     const rows = await this.db
-      .select({ held: userCoupons, coupon: coupons })
+      .select({ held: userCoupons, coupon: couponColumns })
       .from(userCoupons)
       .innerJoin(coupons, eq(coupons.id, userCoupons.couponId))
       .where(eq(userCoupons.userId, query.userId))
