@@ -11,7 +11,7 @@ import { join, resolve } from "node:path";
 import { RedisClient } from "bun";
 import postgres from "postgres";
 import { brokenInvariants } from "../load/invariants.ts";
-import { type ListeningProcess, spawnListening } from "../load/process.ts";
+import { type ListeningProcess, type LogLine, spawnListening } from "../load/process.ts";
 import { pgMigrations } from "../src/store/migrations.generated.ts";
 import { type Client, client } from "./support/api.ts";
 import { backends, TEST_DATABASE_URL, tokenFor } from "./support/server.ts";
@@ -32,6 +32,8 @@ function tempDir(): string {
 interface Running {
   proc: ListeningProcess["proc"];
   url: string;
+  /** The "flashcart listening" line, whole. */
+  listening: LogLine | undefined;
   /** Messages logged before the server was listening. */
   logs: string[];
   /** A client with no token. */
@@ -60,14 +62,16 @@ async function launch(cwd: string, env: Record<string, string> = {}): Promise<Ru
     env: { ...process.env, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", JWT_SECRET: "", ...env },
   });
   cleanups.push(() => proc.kill("SIGKILL"));
-  return { proc, url, logs: logs.map((line) => line.msg as string), anonymous: client(url) };
+  const listening = logs.find((line) => line.msg === "flashcart listening");
+  return { proc, url, listening, logs: logs.map((line) => line.msg as string), anonymous: client(url) };
 }
 
 describe("bun start", () => {
   test("on a fresh directory: creates ./data/flashcart.db, migrates, serves, and stops cleanly on SIGTERM", async () => {
     const cwd = tempDir();
-    const { proc, url, logs, anonymous } = await launch(cwd);
+    const { proc, url, logs, listening, anonymous } = await launch(cwd);
     expect(logs).toEqual(["JWT_SECRET is not set: generated a secret for this database", "flashcart listening"]);
+    expect(listening).toMatchObject({ database: "./data/flashcart.db", durability: "durable" });
     expect((await anonymous.get("/health")).body).toEqual({ status: "ok" });
     expect((await anonymous.get("/ready")).body).toEqual({ status: "ready" });
 

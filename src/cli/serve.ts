@@ -122,6 +122,8 @@ async function serve(config: Config, logger: Logger, worker: number | null): Pro
   const listening = {
     url: server.url.href,
     database: config.database.kind === "sqlite" ? config.database.path : config.database.kind,
+    // Which promise a 2xx makes (src/durability.ts): durable = on disk before the answer.
+    durability: config.durability,
   };
   if (worker === null) {
     logger.info("flashcart listening", listening);
@@ -215,7 +217,11 @@ async function supervise(config: Config, logger: Logger): Promise<void> {
       ipc(message: WorkerReady) {
         ready.add(number);
         if (ready.size === config.workers) {
-          logger.info("flashcart listening", { url: message.ready, workers: config.workers });
+          logger.info("flashcart listening", {
+            url: message.ready,
+            workers: config.workers,
+            durability: config.durability,
+          });
           announced?.();
         }
       },
