@@ -306,7 +306,6 @@ async function runVariant(
             clients: options.pgPool * options.workers,
             seconds: options.duration,
             synchronousCommit: durabilitySettings[durability].pgSynchronousCommit,
-            workDir: tmpdir(),
           });
           for (const r of scenarioResults) r.postgres = ceiling;
           console.log(

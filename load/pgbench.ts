@@ -5,7 +5,8 @@
  * with as many clients as the service has pool connections (the most claims it can have in flight
  * in PostgreSQL). A variant's claims/s over this tps is its adapter efficiency.
  */
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type postgres from "postgres";
 import type { CouponStrategy } from "../src/store/pg/coupon-strategies.ts";
@@ -15,9 +16,15 @@ export function claimScript(strategy: CouponStrategy): string {
   const user = "\\set u random(1, :users)";
   const insert =
     "INSERT INTO user_coupons (user_id, coupon_id, status, issued_at, expires_at) VALUES (:u, :coupon, 'AVAILABLE', 0, 1)";
-  const lockFreeRefusal = [
+  // Losers are answered by a lock-free read; a claim that may win opens a transaction (closed by the caller's \\endif).
+  const mayWinThenBegin = [
+    user,
     "SELECT (EXISTS (SELECT 1 FROM user_coupons WHERE user_id = :u AND coupon_id = :coupon))::int AS holds,",
     "  (issued_quantity >= total_quantity)::int AS sold_out FROM coupons WHERE id = :coupon \\gset",
+    "\\if :holds",
+    "\\elif :sold_out",
+    "\\else",
+    "BEGIN;",
   ];
   switch (strategy) {
     case "atomic":
@@ -27,12 +34,7 @@ export function claimScript(strategy: CouponStrategy): string {
       return [user, "SELECT take_coupon_sharded(:u, :coupon, 0, 1);"].join("\n");
     case "pessimistic":
       return [
-        user,
-        ...lockFreeRefusal,
-        "\\if :holds",
-        "\\elif :sold_out",
-        "\\else",
-        "BEGIN;",
+        ...mayWinThenBegin,
         "SELECT issued_quantity AS issued, total_quantity AS total FROM coupons WHERE id = :coupon FOR UPDATE \\gset",
         "SELECT count(*) AS held FROM user_coupons WHERE user_id = :u AND coupon_id = :coupon \\gset",
         "\\if :held > 0 or :issued >= :total",
@@ -47,12 +49,7 @@ export function claimScript(strategy: CouponStrategy): string {
     case "optimistic":
       // One compare-and-set attempt; the adapter retries a lost one, which only adds to its cost.
       return [
-        user,
-        ...lockFreeRefusal,
-        "\\if :holds",
-        "\\elif :sold_out",
-        "\\else",
-        "BEGIN;",
+        ...mayWinThenBegin,
         `WITH held AS (${insert} ON CONFLICT (user_id, coupon_id) DO NOTHING RETURNING 1) SELECT count(*) AS inserted FROM held \\gset`,
         "SELECT issued_quantity AS issued, total_quantity AS total, version FROM coupons WHERE id = :coupon \\gset",
         "\\if :inserted = 0 or :issued >= :total",
@@ -114,7 +111,6 @@ export interface CeilingRun {
   clients: number;
   seconds: number;
   synchronousCommit: "on" | "off";
-  workDir: string;
 }
 
 export async function postgresCeiling(run: CeilingRun): Promise<Ceiling> {
@@ -124,7 +120,8 @@ export async function postgresCeiling(run: CeilingRun): Promise<Ceiling> {
     INSERT INTO coupons (name, discount_type, discount_value, min_order_amount, valid_days, total_quantity, issued_quantity, created_at)
     VALUES ('pgbench', 'FIXED', 1000, 0, 30, ${run.supply}, 0, 0) RETURNING id`;
   if (drop === undefined) throw new Error("could not create the pgbench drop");
-  const script = join(run.workDir, `claim-${run.strategy}.sql`);
+  const workDir = mkdtempSync(join(tmpdir(), "flashcart-pgbench-"));
+  const script = join(workDir, `claim-${run.strategy}.sql`);
   await Bun.write(script, `${claimScript(run.strategy)}\n`);
   const url = new URL(run.url);
   const result = Bun.spawnSync(
@@ -145,6 +142,7 @@ export async function postgresCeiling(run: CeilingRun): Promise<Ceiling> {
       stderr: "pipe",
     },
   );
+  rmSync(workDir, { recursive: true, force: true });
   const output = result.stdout.toString();
   const tps = parseTps(output);
   if (result.exitCode !== 0 || tps === null) {

@@ -4,7 +4,6 @@
  */
 import { describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
-import { tmpdir } from "node:os";
 import postgres from "postgres";
 import { claimScript, findPgbench, parseTps, postgresCeiling } from "../load/pgbench.ts";
 import { couponStrategies } from "../src/store/pg/coupon-strategies.ts";
@@ -49,7 +48,6 @@ describe.each(runnable ? couponStrategies.map((s) => [s]) : [])("pgbench, %s", (
         clients: 4,
         seconds: 1,
         synchronousCommit: "off",
-        workDir: tmpdir(),
       });
       expect("tps" in ceiling && ceiling.tps > 0).toBe(true);
       const [drop] = await sql<{ issued: number; total: number; held: number; distinct: number }[]>`
