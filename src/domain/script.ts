@@ -38,26 +38,14 @@ export function askerOf<S>(): Ask<S> {
 
 export type Progress<S, R> = IteratorResult<Need<S>, R>;
 
-/**
- * Answers the script's moves synchronously for as long as `storage` has the method asked for, and
- * returns where it stopped: the result, or the first move `storage` cannot answer.
- */
-export function advanceSync<S, R>(script: Script<S, R>, from: Progress<S, R>, storage: Partial<S>): Progress<S, R> {
-  let next = from;
+/** Runs a script to the end against a synchronous storage. */
+export function runSync<S, R>(script: Script<S, R>, storage: S): R {
+  let next = script.next();
   while (!next.done) {
     const { op, args } = next.value;
-    const method = storage[op] as Method | undefined;
-    if (method === undefined) return next;
-    next = script.next(method.apply(storage, args));
+    next = script.next((storage[op] as Method).apply(storage, args));
   }
-  return next;
-}
-
-/** Runs a script to the end against a synchronous storage, from the start or from `from`. */
-export function runSync<S, R>(script: Script<S, R>, storage: S, from: Progress<S, R> = script.next()): R {
-  const last = advanceSync(script, from, storage);
-  if (!last.done) throw new Error(`the storage cannot answer "${String(last.value.op)}"`);
-  return last.value;
+  return next.value;
 }
 
 /**
