@@ -4,7 +4,7 @@ import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
 import type { Store as RateLimitStore } from "hono-rate-limiter";
-import { DomainError } from "./domain/errors.ts";
+import { DomainError, Unavailable } from "./domain/errors.ts";
 import { type AppEnv, authenticate, perCallerLimit } from "./http/auth.ts";
 import { couponsRoutes } from "./http/coupons.ts";
 import { healthRoutes } from "./http/health.ts";
@@ -80,6 +80,18 @@ export function createApp(deps: AppDeps & { rateLimitStore?: () => RateLimitStor
   app.notFound((c) => problemResponse(c, problemOf("NOT_FOUND", `No route for ${c.req.method} ${c.req.path}.`)));
 
   app.onError((error, c) => {
+    if (error instanceof Unavailable) {
+      logger.warn("dependency unavailable", {
+        requestId: c.get("requestId"),
+        method: c.req.method,
+        path: c.req.path,
+        code: error.code,
+        error: String(error.cause ?? error.message),
+      });
+      return problemResponse(c, problemOf(error.code, error.message), {
+        "Retry-After": String(error.retryAfterSeconds),
+      });
+    }
     if (error instanceof DomainError) {
       const headers = error.code === "UNAUTHENTICATED" ? { "WWW-Authenticate": 'Bearer realm="flashcart"' } : undefined;
       return problemResponse(c, problemOf(error.code, error.message), headers);

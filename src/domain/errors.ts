@@ -23,6 +23,8 @@ export const errorCodes = [
   "ORDER_NOT_CANCELLABLE",
   "BALANCE_LIMIT_EXCEEDED",
   "IDEMPOTENCY_KEY_REUSED",
+  "SERVICE_UNAVAILABLE",
+  "STORAGE_FULL",
   "INTERNAL_ERROR",
 ] as const;
 
@@ -85,4 +87,36 @@ export const refused = {
   invalidToken: (reason: string) => new DomainError("UNAUTHENTICATED", reason),
   notYours: () => new DomainError("FORBIDDEN", "This resource belongs to another user."),
   adminOnly: () => new DomainError("FORBIDDEN", "Only an admin may do this."),
+};
+
+/**
+ * Faults of a dependency, not of the request: the database, its lock, its disk or Redis is down, busy
+ * or full. Each is answered fast with a retry hint, logged at warn (not as a bug), and stops once the
+ * dependency is back; the stores translate their driver's errors into these.
+ */
+export class Unavailable extends DomainError {
+  constructor(
+    code: "SERVICE_UNAVAILABLE" | "STORAGE_FULL",
+    message: string,
+    /** Seconds a client should wait before trying again (the Retry-After header). */
+    readonly retryAfterSeconds: number,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message);
+    if (options?.cause !== undefined) this.cause = options.cause;
+  }
+}
+
+export const unavailable = {
+  /** A dependency (named for the operator: "PostgreSQL", "Redis", "the SQLite write lock") is down or busy. */
+  dependency: (name: string, cause?: unknown) =>
+    new Unavailable("SERVICE_UNAVAILABLE", `${name} is unavailable right now; try again shortly.`, 1, { cause }),
+  /** The database's disk is full: reads still work, writes resume once space is freed. */
+  storageFull: (cause?: unknown) =>
+    new Unavailable(
+      "STORAGE_FULL",
+      "The database's disk is full; nothing was written. Reads still work; try the write again later.",
+      5,
+      { cause },
+    ),
 };

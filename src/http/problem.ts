@@ -38,6 +38,8 @@ const catalog: Record<ErrorCode, { status: ContentfulStatusCode; title: string }
   ORDER_NOT_CANCELLABLE: { status: 409, title: "Order cannot be cancelled" },
   BALANCE_LIMIT_EXCEEDED: { status: 409, title: "Balance limit exceeded" },
   IDEMPOTENCY_KEY_REUSED: { status: 422, title: "Idempotency key reused with a different request" },
+  SERVICE_UNAVAILABLE: { status: 503, title: "A dependency is unavailable" },
+  STORAGE_FULL: { status: 507, title: "Storage is full" },
   INTERNAL_ERROR: { status: 500, title: "Internal server error" },
 };
 
