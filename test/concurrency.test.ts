@@ -59,6 +59,24 @@ describeOnEveryBackend({ serverPer: "test" }, ({ server, admin: api }) => {
       expect(await brokenInvariants(server.db)).toEqual([]);
     });
 
+    test("after a drop sells out, every holder is told they hold it and everyone else that none is left", async () => {
+      const coupon = await api.coupon({ totalQuantity: 40 });
+      const buyers = await users(200);
+      const first = await Promise.all(buyers.map((b) => b.api.issue(b.id, coupon.id)));
+      const holders = new Set(first.filter((r) => r.status === 201).map((r) => r.body.userId));
+      expect(holders.size).toBe(40);
+
+      // Waves after the sell-out: where a store remembers sold-out drops (PostgreSQL), they are
+      // answered from what it remembered; the answers must be the database's, for every user.
+      for (let wave = 0; wave < 3; wave++) {
+        const replies = await Promise.all(buyers.map((b) => b.api.issue(b.id, coupon.id)));
+        const expected = buyers.map((b) => (holders.has(b.id) ? "COUPON_ALREADY_ISSUED" : "COUPON_SOLD_OUT"));
+        expect(replies.map((r) => `${r.status} ${r.body.code}`)).toEqual(expected.map((code) => `409 ${code}`));
+        await Bun.sleep(50);
+      }
+      expect(await scalar("SELECT count(*) FROM user_coupons WHERE coupon_id = ?", coupon.id)).toBe(40);
+    });
+
     test("one user sending 200 simultaneous claims gets exactly one coupon", async () => {
       const coupon = await api.coupon({ totalQuantity: 100 });
       const [buyer] = (await users(1)) as [Buyer];

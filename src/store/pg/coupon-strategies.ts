@@ -7,7 +7,7 @@ import type { AsyncStorage } from "../../domain/script.ts";
 import type { ClaimCoupon, ClaimRefusal, ClaimStorage } from "../../domain/writes.ts";
 import { must } from "../rows.ts";
 import type { PgDb } from "./database.ts";
-import { coupons, userCoupons, users } from "./schema.ts";
+import { coupons, userCoupons } from "./schema.ts";
 import { insertHolding, type NewHolding, PgWrites, type Tx } from "./writes.ts";
 
 /**
@@ -47,22 +47,36 @@ export interface Strategy {
  * What a claim checks first and never changes once created: a drop's definition (there is no update
  * or delete) and a user's existence. Served from memory after the first read, so a claim's checks
  * cost PostgreSQL nothing.
+ *
+ * It also remembers the drops it has seen sold out, with their holders. Both facts are final once a
+ * drop is sold out: the supply never grows, a holding is never deleted, and a new holding needs a
+ * slot. A sold-out answer is only ever read from committed rows, and every slot was taken in the
+ * same transaction as its holding, so the holders read after it are all of them. From then on the
+ * stampede's losers (nearly every request) are answered without a round trip.
  */
 export class ClaimFacts {
   private readonly definitions = new Map<number, IssueWindow & { validDays: number }>();
   private readonly knownUsers = new Set<number>();
+  private readonly soldOutDrops = new Map<number, ReadonlySet<number>>();
+  private rememberedHolders = 0;
+  private readonly loadingHolders = new Set<number>();
   readonly moves: Pick<ClaimMoves, "findCoupon" | "userExists">;
 
-  constructor(private readonly db: PgDb) {
+  constructor(private readonly client: postgres.Sql) {
     this.moves = { findCoupon: (id) => this.definition(id), userExists: (id) => this.userExists(id) };
   }
 
   private async definition(couponId: number): Promise<(IssueWindow & { validDays: number }) | null> {
     let definition = this.definitions.get(couponId);
     if (definition === undefined) {
-      const [row] = await this.db.select().from(coupons).where(eq(coupons.id, couponId));
+      const [row] = await this.client<{ starts: string | null; ends: string | null; valid_days: number }[]>`
+        SELECT issue_starts_at AS starts, issue_ends_at AS ends, valid_days FROM coupons WHERE id = ${couponId}`;
       if (row === undefined) return null;
-      definition = { issueStartsAt: row.issueStartsAt, issueEndsAt: row.issueEndsAt, validDays: row.validDays };
+      definition = {
+        issueStartsAt: row.starts === null ? null : Number(row.starts),
+        issueEndsAt: row.ends === null ? null : Number(row.ends),
+        validDays: row.valid_days,
+      };
       if (this.definitions.size >= 100_000) this.definitions.clear();
       this.definitions.set(couponId, definition);
     }
@@ -71,11 +85,44 @@ export class ClaimFacts {
 
   private async userExists(userId: number): Promise<boolean> {
     if (this.knownUsers.has(userId)) return true;
-    const [user] = await this.db.select({ id: users.id }).from(users).where(eq(users.id, userId));
+    const [user] = await this.client`SELECT 1 FROM users WHERE id = ${userId}`;
     if (user === undefined) return false;
     if (this.knownUsers.size >= 1_000_000) this.knownUsers.clear();
     this.knownUsers.add(userId);
     return true;
+  }
+
+  /** The refusal for a drop known to be sold out ("holds it" first, as everywhere), else null: ask PostgreSQL. */
+  refusalFromMemory(userId: number, couponId: number): ClaimRefusal | null {
+    const holders = this.soldOutDrops.get(couponId);
+    if (holders === undefined) return null;
+    return holders.has(userId) ? "ALREADY_CLAIMED" : "SOLD_OUT";
+  }
+
+  /** Passes an answer through, remembering the drop once PostgreSQL has said it is sold out. */
+  noting<A extends number | ClaimRefusal | null>(couponId: number, answer: A): A {
+    if (answer === "SOLD_OUT" && !this.soldOutDrops.has(couponId) && !this.loadingHolders.has(couponId)) {
+      this.loadingHolders.add(couponId);
+      void this.rememberSoldOut(couponId).finally(() => this.loadingHolders.delete(couponId));
+    }
+    return answer;
+  }
+
+  private async rememberSoldOut(couponId: number): Promise<void> {
+    try {
+      const rows = await this.client<
+        { user_id: number }[]
+      >`SELECT user_id FROM user_coupons WHERE coupon_id = ${couponId}`;
+      // Bounded: a few million ids at most, then start over (the drops still selling are read again).
+      if (this.rememberedHolders + rows.length > 2_000_000) {
+        this.soldOutDrops.clear();
+        this.rememberedHolders = 0;
+      }
+      this.soldOutDrops.set(couponId, new Set(rows.map((row) => row.user_id)));
+      this.rememberedHolders += rows.length;
+    } catch {
+      // Not remembered: the next sold-out answer tries again, and PostgreSQL answers meanwhile.
+    }
   }
 }
 
@@ -154,7 +201,9 @@ class InTransaction implements Strategy {
     return {
       before: {
         ...this.facts.moves,
-        knownRefusal: (userId, couponId) => lockFreeRefusal(this.client, userId, couponId),
+        knownRefusal: async (userId, couponId) =>
+          this.facts.refusalFromMemory(userId, couponId) ??
+          this.facts.noting(couponId, await lockFreeRefusal(this.client, userId, couponId)),
       },
     };
   }
@@ -172,8 +221,13 @@ class Atomic extends InTransaction {
 
   override plan(): ClaimPlan {
     // take_coupon reads the refusals itself, in the same round trip.
-    const { before } = super.plan();
-    return { before: { ...before, knownRefusal: async () => null, takeCoupon: (holding) => this.take(holding) } };
+    return {
+      before: {
+        ...this.facts.moves,
+        knownRefusal: async (userId, couponId) => this.facts.refusalFromMemory(userId, couponId),
+        takeCoupon: async (holding) => this.facts.noting(holding.couponId, await this.take(holding)),
+      },
+    };
   }
 
   protected async take(holding: NewHolding): Promise<number | ClaimRefusal> {
@@ -207,7 +261,7 @@ function takenOrRefusal(taken: number): number | ClaimRefusal {
 }
 
 export function strategyOf(name: CouponStrategy, db: PgDb, redis?: { client: RedisClient; prefix: string }): Strategy {
-  const facts = new ClaimFacts(db);
+  const facts = new ClaimFacts(db.$client);
   switch (name) {
     case "atomic":
       return new Atomic(db.$client, facts);
