@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type postgres from "postgres";
 import type { CouponStrategy } from "../src/store/pg/coupon-strategies.ts";
+import { sessionSettings } from "../src/store/pg/database.ts";
 
 /** The pgbench script of one claim by a random user, as each strategy's adapter sends it. */
 export function claimScript(strategy: CouponStrategy): string {
@@ -136,7 +137,9 @@ export async function postgresCeiling(run: CeilingRun): Promise<Ceiling> {
       env: {
         ...process.env,
         PGPASSWORD: decodeURIComponent(url.password),
-        PGOPTIONS: `-c search_path=${run.schema} -c synchronous_commit=${run.synchronousCommit}`,
+        PGOPTIONS: Object.entries({ search_path: run.schema, ...sessionSettings(run.synchronousCommit) })
+          .map(([name, value]) => `-c ${name}=${value}`)
+          .join(" "),
       },
       stdout: "pipe",
       stderr: "pipe",

@@ -23,6 +23,24 @@ export interface PgOptions {
  */
 const MIGRATION_LOCK = 7_160_917_2026;
 
+/**
+ * The settings every flashcart session runs with, set per connection rather than relied on from the
+ * server's defaults, which an operator may have changed. pgbench's yardstick (load/pgbench.ts) runs
+ * with the same ones.
+ */
+export function sessionSettings(synchronousCommit: PgSynchronousCommit) {
+  return {
+    // The configured durability class is the one every commit gets.
+    synchronous_commit: synchronousCommit,
+    // Every statement flashcart prepares finds rows by key, so the generic plan is the plan. Left to
+    // `auto`, PostgreSQL kept planning several of them (the order's facts, the statements inside
+    // place_order) afresh on every call, their generic cost estimate being higher: measured, an order
+    // cost 1.4-1.8x the PostgreSQL CPU (`bun run bench --scenarios order --variants pg-sharded`, runs
+    // alternated: 1634/2094 against 2897/3078 orders/s).
+    plan_cache_mode: "force_generic_plan",
+  };
+}
+
 /** Opens a pool and applies pending migrations. */
 export async function openPg(options: PgOptions): Promise<PgDb> {
   const searchPath = options.schema ?? "public";
@@ -33,9 +51,7 @@ export async function openPg(options: PgOptions): Promise<PgDb> {
       statement_timeout: options.statementTimeoutMs,
       search_path: searchPath,
       application_name: "flashcart",
-      // Set per connection rather than relied on from the server's default, which an operator may
-      // have changed: the configured durability class is the one every commit gets.
-      synchronous_commit: options.synchronousCommit ?? "on",
+      ...sessionSettings(options.synchronousCommit ?? "on"),
     },
   });
   try {
