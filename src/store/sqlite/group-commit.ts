@@ -123,6 +123,7 @@ export class GroupCommit {
         this.fail(this.pending.splice(0, this.maxBatch), error);
         continue;
       }
+      this.lockAttempts = 0;
       this.commitBatch(this.pending.splice(0, this.maxBatch));
     }
     this.idle();
