@@ -4,6 +4,7 @@ import { expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Unavailable } from "../src/domain/errors.ts";
 import { GroupCommit } from "../src/store/sqlite/group-commit.ts";
 
 function setup(path = ":memory:") {
@@ -17,7 +18,7 @@ function setup(path = ":memory:") {
       .query("SELECT v FROM t ORDER BY id")
       .values()
       .map((r) => r[0]);
-  return { client, insert, rows, commits: new GroupCommit(client) };
+  return { client, insert, rows, commits: new GroupCommit(client, { lockWaitMs: 1000 }) };
 }
 
 test("units of one turn share a transaction; a failing unit is rolled back alone", async () => {
@@ -78,7 +79,7 @@ test("units run in arrival order, across batches larger than the batch cap", asy
   const client = new Database(":memory:", { strict: true });
   client.run("CREATE TABLE log (n INTEGER NOT NULL) STRICT");
   const add = client.prepare("INSERT INTO log (n) VALUES (?)");
-  const commits = new GroupCommit(client, 4);
+  const commits = new GroupCommit(client, { lockWaitMs: 1000, maxBatch: 4 });
   await Promise.all(Array.from({ length: 10 }, (_, n) => commits.run(() => add.run(n))));
   expect(
     client
@@ -86,4 +87,65 @@ test("units run in arrival order, across batches larger than the batch cap", asy
       .values()
       .map((r) => r[0]),
   ).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+});
+
+test("while another connection holds the write lock the loop runs on; a write waits, is refused with 503 at its bound, and the next commits once the lock is free", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "flashcart-gc-"));
+  const path = join(dir, "gc.db");
+  const { client, insert, rows } = setup(path);
+  const commits = new GroupCommit(client, { lockWaitMs: 300 });
+  const holder = new Database(path);
+  holder.run("BEGIN IMMEDIATE");
+
+  let settled = false;
+  const refused = commits
+    .run(() => insert.get(1))
+    .finally(() => {
+      settled = true;
+    });
+  // Timers fire and reads answer while the write waits: nothing blocks the event loop.
+  await Bun.sleep(20);
+  expect(rows()).toEqual([]);
+  expect(settled).toBe(false);
+  const reason = await refused.then(
+    () => null,
+    (error: unknown) => error,
+  );
+  expect(reason).toBeInstanceOf(Unavailable);
+  expect((reason as Unavailable).code).toBe("SERVICE_UNAVAILABLE");
+  expect(commits.lastFault).toBe(reason as Unavailable);
+
+  const waiting = commits.run(() => (insert.get(2) as { id: number }).id);
+  await Bun.sleep(20);
+  holder.run("ROLLBACK");
+  expect(await waiting).toBeGreaterThan(0);
+  expect(rows()).toEqual([2]);
+  expect(commits.lastFault).toBeNull();
+
+  holder.close();
+  client.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("settled() resolves once every queued write has committed or been refused", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "flashcart-gc-"));
+  const path = join(dir, "gc.db");
+  const { client, insert, rows } = setup(path);
+  const commits = new GroupCommit(client, { lockWaitMs: 5000 });
+  const holder = new Database(path);
+  holder.run("BEGIN IMMEDIATE");
+  const writes = Promise.all([commits.run(() => insert.get(1)), commits.run(() => insert.get(2))]);
+  let drained = false;
+  const settled = commits.settled().then(() => {
+    drained = true;
+  });
+  await Bun.sleep(20);
+  expect(drained).toBe(false);
+  holder.run("COMMIT");
+  await settled;
+  expect(rows()).toEqual([1, 2]);
+  await writes;
+  holder.close();
+  client.close();
+  rmSync(dir, { recursive: true, force: true });
 });

@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openSqlite, type SqliteDb } from "../src/store/sqlite/database.ts";
+import { walBudgetPages } from "../src/store/sqlite/wal.ts";
 
 /** Every migration drizzle-kit has written, per its journal. */
 const MIGRATIONS = (
@@ -44,14 +45,27 @@ function constraintError(client: Database, sql: string): string {
 }
 
 describe("openSqlite", () => {
-  test("sets WAL, synchronous, busy_timeout and foreign keys", () => {
+  test("sets WAL, synchronous, foreign keys and the WAL budget; no busy timeout once open", () => {
     const client = open();
     expect(pragma(client, "journal_mode")).toBe("wal");
     expect(pragma(client, "synchronous")).toBe(1);
-    expect(pragma(client, "busy_timeout")).toBe(1234);
+    // The busy timeout (1234 here) bounds opening only: past it, writes wait for a lock held
+    // elsewhere in GroupCommit, on a timer, and a busy timeout would stop the event loop instead.
+    expect(pragma(client, "busy_timeout")).toBe(0);
     expect(pragma(client, "foreign_keys")).toBe(1);
-    expect(pragma(client, "wal_autocheckpoint")).toBe(10_000);
+    const autocheckpoint = pragma(client, "wal_autocheckpoint") as number;
+    expect(autocheckpoint).toBeGreaterThanOrEqual(100);
+    expect(pragma(client, "journal_size_limit")).toBe(autocheckpoint * (pragma(client, "page_size") as number));
     expect(pragma(open("FULL"), "synchronous")).toBe(2);
+  });
+
+  test("the WAL budget: 10,000 pages where there is room, an eighth of the room on a small volume, never under 100", () => {
+    const MB = 1024 * 1024;
+    expect(walBudgetPages(100_000 * MB, 4096)).toBe(10_000);
+    expect(walBudgetPages(320 * MB, 4096)).toBe(10_000);
+    expect(walBudgetPages(24 * MB, 4096)).toBe(768);
+    expect(walBudgetPages(2 * MB, 4096)).toBe(100);
+    expect(walBudgetPages(0, 4096)).toBe(100);
   });
 
   test("every table is STRICT and the migration is recorded once", () => {

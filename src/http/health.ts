@@ -15,14 +15,14 @@ const ready = createRoute({
   method: "get",
   path: "/ready",
   tags: ["Operations"],
-  summary: "The database answers",
+  summary: "The database answers and takes writes",
   responses: {
     200: {
       description: "Ready",
       content: { "application/json": { schema: z.object({ status: z.literal("ready") }) } },
     },
     503: {
-      description: "The database does not answer",
+      description: "The database does not answer, or cannot take writes (a full disk, its write lock held elsewhere)",
       content: { "application/json": { schema: z.object({ status: z.literal("unavailable") }) } },
     },
   },

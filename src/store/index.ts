@@ -32,5 +32,7 @@ export async function openStore(config: Pick<Config, "database" | "sqlite" | "pg
       synchronous: config.sqlite.synchronous,
       busyTimeoutMs: config.sqlite.busyTimeoutMs,
     }),
+    // One bound for every wait on a lock held by another process: at start-up and for each write.
+    { writeLockWaitMs: config.sqlite.busyTimeoutMs },
   );
 }

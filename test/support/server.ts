@@ -16,7 +16,7 @@ import { createApp } from "../../src/app.ts";
 import { signToken, TokenVerifier } from "../../src/auth/tokens.ts";
 import type { RateLimits } from "../../src/config.ts";
 import type { Clock } from "../../src/domain/time.ts";
-import { silentLogger } from "../../src/logger.ts";
+import { type Logger, silentLogger } from "../../src/logger.ts";
 import { createMetrics, instrumentStore } from "../../src/observability/metrics.ts";
 import { type CouponStrategy, couponStrategies } from "../../src/store/pg/coupon-strategies.ts";
 import { openPg } from "../../src/store/pg/database.ts";
@@ -98,7 +98,13 @@ interface Database_ {
   close(): Promise<void>;
 }
 
-async function openDatabase(backend: Backend): Promise<Database_> {
+/** Where a SQLite test database lives (a fresh temporary directory by default) and how long its writes wait for a lock held elsewhere. */
+export interface SqliteTestOptions {
+  dir?: string;
+  writeLockWaitMs?: number;
+}
+
+async function openDatabase(backend: Backend, sqlite: SqliteTestOptions = {}): Promise<Database_> {
   if (backend !== "sqlite") {
     const couponStrategy = backend.slice("pg-".length) as CouponStrategy;
     const schema = `flashcart_test_${process.pid}_${randomBytes(4).toString("hex")}`;
@@ -123,9 +129,12 @@ async function openDatabase(backend: Backend): Promise<Database_> {
       },
     };
   }
-  const dir = mkdtempSync(join(tmpdir(), "flashcart-test-"));
+  const dir = mkdtempSync(join(sqlite.dir ?? tmpdir(), "flashcart-test-"));
   const dbPath = join(dir, "flashcart.db");
-  const store = new SqliteStore(openSqlite({ path: dbPath, synchronous: "NORMAL", busyTimeoutMs: 5000 }));
+  const writeLockWaitMs = sqlite.writeLockWaitMs ?? 5000;
+  const store = new SqliteStore(openSqlite({ path: dbPath, synchronous: "NORMAL", busyTimeoutMs: 5000 }), {
+    writeLockWaitMs,
+  });
   const reader = new Database(dbPath, { readonly: true });
   return {
     store,
@@ -140,11 +149,18 @@ async function openDatabase(backend: Backend): Promise<Database_> {
 }
 
 export async function startServer(
-  options: { clock?: TestClock; rateLimits?: RateLimits; backend?: Backend } = {},
+  options: {
+    clock?: TestClock;
+    rateLimits?: RateLimits;
+    backend?: Backend;
+    sqlite?: SqliteTestOptions;
+    /** Silent unless a test wants to see what was logged. */
+    logger?: Logger;
+  } = {},
 ): Promise<TestServer> {
   const backend = options.backend ?? "sqlite";
   const clock = options.clock ?? testClock();
-  const database = await openDatabase(backend);
+  const database = await openDatabase(backend, options.sqlite);
   const { store, source } = database;
   const secret = new TextEncoder().encode(randomBytes(32).toString("hex"));
   const metrics = createMetrics();
@@ -153,7 +169,7 @@ export async function startServer(
     metrics,
     logSample: 0,
     clock,
-    logger: silentLogger,
+    logger: options.logger ?? silentLogger,
     verifier: new TokenVerifier(secret),
     rateLimits: options.rateLimits ?? noLimits,
   });

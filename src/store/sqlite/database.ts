@@ -5,6 +5,7 @@ import { type BunSQLiteDatabase, drizzle } from "drizzle-orm/bun-sqlite";
 import type { SqliteSynchronous } from "../../durability.ts";
 import { runMigrations } from "../migrations.ts";
 import * as schema from "./schema.ts";
+import { fitWal } from "./wal.ts";
 
 export type SqliteDb = BunSQLiteDatabase<typeof schema> & { $client: Database };
 
@@ -13,16 +14,19 @@ export interface SqliteOptions {
   path: string;
   /** FULL: durable, NORMAL: relaxed (src/durability.ts). */
   synchronous: SqliteSynchronous;
+  /** How long opening waits for a lock held by another process (switching to WAL, migrating). */
   busyTimeoutMs: number;
 }
 
-const WAL_AUTOCHECKPOINT_PAGES = 10_000;
-
 /**
  * Opens the database with the settings every connection needs and proves they took effect: Bun opens
- * files with journal_mode=DELETE and busy_timeout=0, which would turn concurrent writers into
- * SQLITE_BUSY errors and slow every commit. synchronous is set and asserted even when it matches
- * Bun's FULL: the durability class a deployment claims must be the one it runs.
+ * files with journal_mode=DELETE, which would slow every commit. synchronous is set and asserted even
+ * when it matches Bun's FULL: the durability class a deployment claims must be the one it runs.
+ *
+ * The connection it returns has no busy timeout: a busy timeout waits inside the SQLite call, with
+ * the event loop stopped, so while another process held the write lock every request (reads and
+ * /health included) waited with the write. Writes wait for that lock in GroupCommit instead, on a
+ * timer; reads never need it (WAL readers do not wait for the writer).
  */
 export function openSqlite(options: SqliteOptions): SqliteDb {
   const inMemory = options.path === ":memory:";
@@ -52,13 +56,11 @@ function openOnce(options: SqliteOptions, inMemory: boolean): SqliteDb {
     client.run("PRAGMA journal_mode = WAL");
     client.run(`PRAGMA synchronous = ${options.synchronous}`);
     client.run("PRAGMA foreign_keys = ON");
-    // Checkpoint the WAL every ~40 MB instead of every ~4 MB: each checkpoint copies pages back and
-    // fsyncs, and under an order stampede the default checkpointed several times a second (+35 %
-    // order throughput measured). The limit truncates the WAL file back after a checkpoint.
-    client.run(`PRAGMA wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
-    client.run(`PRAGMA journal_size_limit = ${64 * 1024 * 1024}`);
-    assertPragmas(client, options, inMemory);
+    const walPages = inMemory ? null : fitWal(client);
+    assertPragmas(client, options, inMemory, walPages);
     migrate(client);
+    // Past start-up nothing on this connection waits for a lock (see above).
+    client.run("PRAGMA busy_timeout = 0");
     return drizzle({ client, schema });
   } catch (error) {
     client.close();
@@ -73,14 +75,14 @@ function pragma(client: Database, name: string): unknown {
   return row?.[0];
 }
 
-function assertPragmas(client: Database, options: SqliteOptions, inMemory: boolean): void {
+function assertPragmas(client: Database, options: SqliteOptions, inMemory: boolean, walPages: number | null): void {
   const expected: [string, unknown][] = [
     ["journal_mode", inMemory ? "memory" : "wal"],
     ["synchronous", synchronousLevels[options.synchronous]],
     ["busy_timeout", Math.trunc(options.busyTimeoutMs)],
     ["foreign_keys", 1],
-    ["wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES],
   ];
+  if (walPages !== null) expected.push(["wal_autocheckpoint", walPages]);
   for (const [name, want] of expected) {
     const got = pragma(client, name);
     if (got !== want) throw new Error(`SQLite refused PRAGMA ${name}: expected ${String(want)}, got ${String(got)}`);

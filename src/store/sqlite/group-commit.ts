@@ -1,4 +1,20 @@
 import type { Database } from "bun:sqlite";
+import { Unavailable, unavailable } from "../../domain/errors.ts";
+import { isBusy, WRITE_LOCK, writeFault } from "./faults.ts";
+
+/**
+ * Pauses between two attempts at a write lock held by another connection: short at first (another
+ * worker's commit holds it well under a millisecond), then every 25 ms until the write's bound.
+ * SQLite's own busy handler sleeps 1, 2, 5, 10, … 100 ms, but inside the call, blocking the event loop.
+ */
+const LOCK_RETRY_DELAYS_MS = [1, 2, 5, 10, 25];
+
+export interface GroupCommitOptions {
+  /** How long a write waits for a write lock held by another connection before it is refused with 503. */
+  lockWaitMs: number;
+  /** Units per transaction at most. */
+  maxBatch?: number;
+}
 
 /**
  * Group commit for SQLite writes.
@@ -13,10 +29,29 @@ import type { Database } from "bun:sqlite";
  * - every unit is synchronous: the transaction never spans an await;
  * - no promise resolves before COMMIT has returned, so a 2xx still means committed. If the commit
  *   itself fails, every unit of the batch is rejected and nothing of it is kept.
+ *
+ * The connection has no busy timeout (a busy timeout waits inside the call, with the event loop
+ * stopped: reads and /health would wait too). When another connection holds the write lock, BEGIN
+ * IMMEDIATE fails at once with SQLITE_BUSY and the queue is tried again on a timer (see waitForLock);
+ * in normal operation that path is never taken.
  */
 export class GroupCommit {
   private pending: Unit[] = [];
+  /** A flush is due: on the next turn of the loop, or on a timer while the write lock is held elsewhere. */
   private scheduled = false;
+  /** Attempts at the lock in the current wait for it; 0 when not waiting. */
+  private lockAttempts = 0;
+  private whenSettled: (() => void)[] = [];
+  /** Batches committed so far (the WAL keeper tells from it whether the loop has been idle). */
+  committedBatches = 0;
+  /**
+   * Why the last write failed, when it failed for a fault (a full disk, the write lock held past the
+   * bound); null once a batch commits. /ready is 503 while it is set (see SqliteStore.ping).
+   */
+  lastFault: Unavailable | null = null;
+  private readonly lockWaitMs: number;
+  private readonly maxBatch: number;
+  private readonly path: string;
   private readonly begin;
   private readonly commit;
   private readonly rollback;
@@ -25,9 +60,12 @@ export class GroupCommit {
   private readonly rollbackToSavepoint;
 
   constructor(
-    client: Database,
-    private readonly maxBatch = 256,
+    private readonly client: Database,
+    options: GroupCommitOptions,
   ) {
+    this.lockWaitMs = options.lockWaitMs;
+    this.maxBatch = options.maxBatch ?? 256;
+    this.path = client.filename;
     this.begin = client.prepare("BEGIN IMMEDIATE");
     this.commit = client.prepare("COMMIT");
     this.rollback = client.prepare("ROLLBACK");
@@ -39,30 +77,94 @@ export class GroupCommit {
   /** Runs `work` inside the next batch transaction; resolves with its result once the batch has committed. */
   run<T>(work: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.pending.push({ work, resolve: resolve as (value: unknown) => void, reject });
+      this.pending.push({ work, resolve: resolve as (value: unknown) => void, reject, deadline: 0 });
       if (!this.scheduled) {
         this.scheduled = true;
-        setImmediate(() => this.flush());
+        setImmediate(this.flush);
       }
     });
   }
 
-  /** Commits everything queued, now. Used by the timer and before closing the database. */
-  flush(): void {
-    this.scheduled = false;
+  /** Resolves once nothing is queued: every write queued so far has committed or been refused. */
+  settled(): Promise<void> {
+    if (this.pending.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.whenSettled.push(resolve));
+  }
+
+  /**
+   * One tiny write outside any batch, committed (it rewrites the user_version header field with its
+   * own value, so a page goes to the WAL): it succeeds only when the write lock is free and the disk
+   * takes a page. Clears the remembered fault when it commits; throws the fault otherwise. Called
+   * only while a fault is remembered: no write of its own in normal operation.
+   */
+  probeWrite(): void {
+    try {
+      this.begin.run();
+      const version = Number(this.client.query("PRAGMA user_version").values()[0]?.[0] ?? 0);
+      this.client.run(`PRAGMA user_version = ${version}`);
+      this.commit.run();
+    } catch (error) {
+      this.rollbackQuietly();
+      throw writeFault(error, this.path);
+    }
+    this.lastFault = null;
+  }
+
+  /** Commits everything queued, batch after batch, unless another connection holds the write lock. */
+  private readonly flush = (): void => {
     while (this.pending.length > 0) {
+      try {
+        this.begin.run();
+      } catch (error) {
+        if (isBusy(error)) {
+          this.waitForLock(error);
+          return;
+        }
+        this.fail(this.pending.splice(0, this.maxBatch), error);
+        continue;
+      }
+      this.lockAttempts = 0;
       this.commitBatch(this.pending.splice(0, this.maxBatch));
     }
+    this.idle();
+  };
+
+  private idle(): void {
+    this.scheduled = false;
+    this.lockAttempts = 0;
+    if (this.whenSettled.length > 0) for (const resolve of this.whenSettled.splice(0)) resolve();
+  }
+
+  /**
+   * BEGIN IMMEDIATE found the write lock held by another connection (another process, a backup, the
+   * sqlite3 shell). The queue stays as it is and is tried again after a pause, on a timer, so the
+   * event loop serves reads meanwhile; writes arriving meanwhile join it. A write still waiting
+   * `lockWaitMs` after its first attempt met the lock is refused with 503.
+   */
+  private waitForLock(busy: unknown): void {
+    const now = performance.now();
+    // Deadlines grow along the queue (arrival order, stamped at their first attempt), so the writes
+    // past theirs are at its head.
+    let expired = 0;
+    for (const unit of this.pending) {
+      if (unit.deadline === 0) unit.deadline = now + this.lockWaitMs;
+      if (unit.deadline <= now) expired++;
+    }
+    if (expired > 0) {
+      const refusal = unavailable.dependency(WRITE_LOCK, busy);
+      this.lastFault = refusal;
+      for (const unit of this.pending.splice(0, expired)) unit.reject(refusal);
+    }
+    if (this.pending.length === 0) {
+      this.idle();
+      return;
+    }
+    const delay = LOCK_RETRY_DELAYS_MS[Math.min(this.lockAttempts++, LOCK_RETRY_DELAYS_MS.length - 1)];
+    setTimeout(this.flush, delay);
   }
 
   private commitBatch(batch: Unit[]): void {
     const outcomes: Outcome[] = [];
-    try {
-      this.begin.run();
-    } catch (error) {
-      for (const unit of batch) unit.reject(error);
-      return;
-    }
     try {
       for (const unit of batch) {
         this.savepoint.run();
@@ -70,27 +172,45 @@ export class GroupCommit {
           outcomes.push({ ok: true, value: unit.work() });
           this.release.run();
         } catch (error) {
-          this.rollbackToSavepoint.run();
+          try {
+            this.rollbackToSavepoint.run();
+          } catch {
+            // SQLite rolled the whole transaction back by itself (a full disk, an I/O error): no
+            // savepoint is left, and the batch fails as a whole, with this unit's error.
+            throw error;
+          }
           this.release.run();
-          outcomes.push({ ok: false, error });
+          outcomes.push({ ok: false, error: writeFault(error, this.path) });
         }
       }
       this.commit.run();
     } catch (error) {
       // The transaction as a whole failed (disk full, I/O error, …): nothing of this batch is kept.
-      try {
-        this.rollback.run();
-      } catch {
-        // already rolled back by SQLite
-      }
-      for (const unit of batch) unit.reject(error);
+      this.rollbackQuietly();
+      this.fail(batch, error);
       return;
     }
+    this.committedBatches++;
+    this.lastFault = null;
     batch.forEach((unit, i) => {
       const outcome = outcomes[i] as Outcome;
       if (outcome.ok) unit.resolve(outcome.value);
       else unit.reject(outcome.error);
     });
+  }
+
+  private fail(batch: Unit[], error: unknown): void {
+    const fault = writeFault(error, this.path);
+    if (fault instanceof Unavailable) this.lastFault = fault;
+    for (const unit of batch) unit.reject(fault);
+  }
+
+  private rollbackQuietly(): void {
+    try {
+      if (this.client.inTransaction) this.rollback.run();
+    } catch {
+      // already rolled back by SQLite
+    }
   }
 }
 
@@ -98,6 +218,8 @@ interface Unit {
   work: () => unknown;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
+  /** When waiting for a lock held elsewhere: the moment (performance.now()) this write is refused; 0 before. */
+  deadline: number;
 }
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };

@@ -16,30 +16,43 @@ import type { NewProduct, PopularQuery, Store, UserCouponsQuery } from "../port.
 import { must, toCoupon, toHistoryEntry, toUserCoupons } from "../rows.ts";
 import { ScriptedWrites } from "../scripted-writes.ts";
 import type { SqliteDb } from "./database.ts";
+import { freeBytes, STORAGE_HEADROOM_BYTES } from "./faults.ts";
 import { GroupCommit } from "./group-commit.ts";
 import { prepareStatements, type Statements } from "./statements.ts";
+import { WalKeeper } from "./wal.ts";
 import { changesOf, sqliteWrites } from "./writes.ts";
 
 /** Keyset cursors: "before the largest id" and "after id 0" let one prepared statement serve the first page too. */
 const NO_UPPER_BOUND = Number.MAX_SAFE_INTEGER;
 
+export interface SqliteStoreOptions {
+  /** How long a write waits for a write lock held by another process before it is refused with 503. */
+  writeLockWaitMs: number;
+}
+
 /**
  * The SQLite adapter. Reads run the prepared statements directly (WAL readers never wait for the
  * writer). Writes run a domain script (domain/writes.ts) as one synchronous unit of work handed to
  * GroupCommit, which runs it inside a `BEGIN IMMEDIATE` transaction: no `await` inside, and the write
- * lock is taken up front so writers in other processes queue on busy_timeout instead of failing with
- * SQLITE_BUSY.
+ * lock is taken up front; while another process holds it, writes wait for it on a timer, never
+ * blocking the event loop, and are refused with 503 past `writeLockWaitMs`. A full disk is 507.
  */
 export class SqliteStore extends ScriptedWrites implements Store {
   private readonly q: Statements;
   private readonly writes: WriteStorage;
   private readonly commits: GroupCommit;
+  /** null for an in-memory database, which has no WAL. */
+  private readonly wal: WalKeeper | null;
 
-  constructor(private readonly db: SqliteDb) {
+  constructor(
+    private readonly db: SqliteDb,
+    options: SqliteStoreOptions,
+  ) {
     super();
     this.q = prepareStatements(db);
     this.writes = sqliteWrites(this.q);
-    this.commits = new GroupCommit(db.$client);
+    this.commits = new GroupCommit(db.$client, { lockWaitMs: options.writeLockWaitMs });
+    this.wal = db.$client.filename === ":memory:" ? null : new WalKeeper(db.$client, this.commits);
   }
 
   /**
@@ -144,19 +157,42 @@ export class SqliteStore extends ScriptedWrites implements Store {
     return this.write(() => changesOf(this.q.purgeIdempotency.run({ before })));
   }
 
-  /** Ready: the database answers and has every migration this build knows. */
+  /**
+   * Ready: the database answers, has every migration this build knows, and takes writes. In normal
+   * operation that last part costs nothing: only after a write failed for a fault (a full disk, the
+   * write lock held elsewhere past the bound) does each check try a tiny write of its own, until one
+   * commits. On a full disk it first checkpoints the WAL (which gives its space back once the
+   * database file has room again) and asks for STORAGE_HEADROOM_BYTES free before trying: a write that
+   * only fits in the WAL's leftover room would make /ready flap.
+   */
   async ping(): Promise<void> {
     assertMigrated("sqlite", (this.q.latestMigration.get() as { at: unknown } | null)?.at);
+    const fault = this.commits.lastFault;
+    if (fault === null) return;
+    if (fault.code === "STORAGE_FULL") {
+      this.wal?.reclaim();
+      if (freeBytes(this.db.$client.filename) < STORAGE_HEADROOM_BYTES) throw fault;
+    }
+    this.commits.probeWrite();
   }
 
+  /**
+   * Commits what is queued (writes waiting for a lock held elsewhere wait up to their bound), then
+   * closes. The checkpoint and optimize are housekeeping, not durability: every commit is in the WAL
+   * already, which the next open replays. On a full disk or with the lock held elsewhere they fail,
+   * and closing goes on: close() does not throw.
+   */
   async close(): Promise<void> {
+    this.wal?.stop();
+    await this.commits.settled();
     const client = this.db.$client;
-    this.commits.flush();
-    try {
-      client.run("PRAGMA optimize");
-      client.run("PRAGMA wal_checkpoint(TRUNCATE)");
-    } finally {
-      client.close();
+    for (const housekeeping of ["PRAGMA optimize", "PRAGMA wal_checkpoint(TRUNCATE)"]) {
+      try {
+        client.run(housekeeping);
+      } catch {
+        // see above
+      }
     }
+    client.close();
   }
 }
