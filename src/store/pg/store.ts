@@ -60,6 +60,8 @@ const productColumns = { id: products.id, name: products.name, price: products.p
  */
 export class PgStore extends ScriptedWrites implements Store {
   private readonly strategy: Strategy;
+  /** The reads by key, built once: a query built per request costs more than running it. */
+  private readonly byKey;
 
   constructor(
     private readonly db: PgDb,
@@ -68,6 +70,19 @@ export class PgStore extends ScriptedWrites implements Store {
     },
   ) {
     super();
+    const id = sql.placeholder("id");
+    this.byKey = {
+      user: db.select(userColumns).from(users).where(eq(users.id, id)).prepare("user_by_id"),
+      product: db.select(productColumns).from(products).where(eq(products.id, id)).prepare("product_by_id"),
+      coupon: db.select(couponColumns).from(coupons).where(eq(coupons.id, id)).prepare("coupon_by_id"),
+      order: db.select().from(orders).where(eq(orders.id, id)).prepare("order_by_id"),
+      lines: db
+        .select(lineColumns)
+        .from(orderItems)
+        .where(eq(orderItems.orderId, id))
+        .orderBy(asc(orderItems.productId))
+        .prepare("lines_by_order"),
+    };
     const { couponStrategy, redis, redisPrefix } = options;
     this.strategy = strategyOf(
       couponStrategy,
@@ -101,7 +116,7 @@ export class PgStore extends ScriptedWrites implements Store {
   }
 
   private async requireUser(userId: number): Promise<model.User> {
-    const [user] = await this.db.select(userColumns).from(users).where(eq(users.id, userId));
+    const [user] = await this.byKey.user.execute({ id: userId });
     if (user === undefined) throw notFound.user(userId);
     return user;
   }
@@ -135,7 +150,7 @@ export class PgStore extends ScriptedWrites implements Store {
   }
 
   async getProduct(productId: number): Promise<model.Product> {
-    const [product] = await this.db.select(productColumns).from(products).where(eq(products.id, productId));
+    const [product] = await this.byKey.product.execute({ id: productId });
     if (product === undefined) throw notFound.product(productId);
     return product;
   }
@@ -174,7 +189,7 @@ export class PgStore extends ScriptedWrites implements Store {
   }
 
   async getCoupon(couponId: number): Promise<model.Coupon> {
-    const [row] = await this.db.select(couponColumns).from(coupons).where(eq(coupons.id, couponId));
+    const [row] = await this.byKey.coupon.execute({ id: couponId });
     if (row === undefined) throw notFound.coupon(couponId);
     return toCoupon(row);
   }
@@ -202,15 +217,11 @@ export class PgStore extends ScriptedWrites implements Store {
   }
 
   private linesOf(orderId: number): Promise<model.OrderLine[]> {
-    return this.db
-      .select(lineColumns)
-      .from(orderItems)
-      .where(eq(orderItems.orderId, orderId))
-      .orderBy(asc(orderItems.productId));
+    return this.byKey.lines.execute({ id: orderId });
   }
 
   async getOrder(orderId: number): Promise<model.Order> {
-    const [row] = await this.db.select().from(orders).where(eq(orders.id, orderId));
+    const [row] = await this.byKey.order.execute({ id: orderId });
     if (row === undefined) throw notFound.order(orderId);
     return orderOf(row, await this.linesOf(orderId));
   }
