@@ -5,8 +5,10 @@ import pg0 from "../../drizzle/pg/0000_init.sql" with { type: "text" };
 import pg1 from "../../drizzle/pg/0001_take_coupon.sql" with { type: "text" };
 import pg2 from "../../drizzle/pg/0002_place_order.sql" with { type: "text" };
 import pg3 from "../../drizzle/pg/0003_sharded_coupons.sql" with { type: "text" };
+import pg4 from "../../drizzle/pg/0004_users_balance_cap.sql" with { type: "text" };
 import sqlite0 from "../../drizzle/sqlite/0000_init.sql" with { type: "text" };
 import sqlite1 from "../../drizzle/sqlite/0001_drop_order_items_product_index.sql" with { type: "text" };
+import sqlite2 from "../../drizzle/sqlite/0002_users_balance_cap.sql" with { type: "text" };
 
 export interface EmbeddedMigration {
   tag: string;
@@ -18,10 +20,12 @@ export interface EmbeddedMigration {
 export const sqliteMigrations: EmbeddedMigration[] = [
   { tag: "0000_init", when: 1795529048094, breakpoints: true, sql: sqlite0 },
   { tag: "0001_drop_order_items_product_index", when: 1795532965085, breakpoints: true, sql: sqlite1 },
+  { tag: "0002_users_balance_cap", when: 1795618876730, breakpoints: true, sql: sqlite2 },
 ];
 export const pgMigrations: EmbeddedMigration[] = [
   { tag: "0000_init", when: 1795533669705, breakpoints: true, sql: pg0 },
   { tag: "0001_take_coupon", when: 1795613386798, breakpoints: true, sql: pg1 },
   { tag: "0002_place_order", when: 1795614088355, breakpoints: true, sql: pg2 },
   { tag: "0003_sharded_coupons", when: 1795616754650, breakpoints: true, sql: pg3 },
+  { tag: "0004_users_balance_cap", when: 1795618877087, breakpoints: true, sql: pg4 },
 ];
