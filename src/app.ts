@@ -6,6 +6,7 @@ import { secureHeaders } from "hono/secure-headers";
 import type { Store as RateLimitStore } from "hono-rate-limiter";
 import { DomainError, Unavailable } from "./domain/errors.ts";
 import { type AppEnv, authenticate, perCallerLimit } from "./http/auth.ts";
+import { strictUtf8Json } from "./http/body.ts";
 import { couponsRoutes } from "./http/coupons.ts";
 import { healthRoutes } from "./http/health.ts";
 import { observe } from "./http/observe.ts";
@@ -46,6 +47,7 @@ export function createApp(deps: AppDeps & { rateLimitStore?: () => RateLimitStor
         problemResponse(c, problemOf("PAYLOAD_TOO_LARGE", `Request bodies are limited to ${MAX_BODY_BYTES} bytes.`)),
     }),
   );
+  app.use("/api/*", strictUtf8Json);
 
   app.route("/", healthRoutes(routeDeps));
   app.route("/", usersRoutes(routeDeps));
