@@ -36,7 +36,7 @@ describe("/docs", () => {
     expect(html).toContain('<script src="/docs/scalar.js"></script>');
 
     const policy = page.headers.get("content-security-policy") ?? "";
-    const directives = Object.fromEntries(
+    const directives: Record<string, string[]> = Object.fromEntries(
       policy.split(";").map((directive) => {
         const [name, ...sources] = directive.trim().split(/\s+/);
         return [name, sources];
