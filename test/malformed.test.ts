@@ -183,6 +183,15 @@ describeOnEveryBackend(({ server, admin }) => {
         }
       }
       expect(await counts()).toEqual(before);
+      // Valid UTF-8 that escapes half a character (a lone surrogate) is no text either.
+      for (const name of ["a\\ud800b", "a\\udc00", "\\udbff"]) {
+        for (const path of ["/api/users", "/api/products", "/api/coupons"]) {
+          const valid = postRoutes().find((route) => route.path === path)?.valid ?? {};
+          const body = JSON.stringify({ ...valid, name: "NAME" }).replace("NAME", name);
+          expect({ path, name, status: (await admin.post(path, body)).status }).toEqual({ path, name, status: 400 });
+        }
+      }
+      expect(await counts()).toEqual(before);
       // Valid UTF-8, sent as bytes, is taken, and the name reads back as sent.
       const named = await fetch(`${server.url}/api/users`, {
         method: "POST",
