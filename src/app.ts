@@ -1,12 +1,13 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
-import { Scalar } from "@scalar/hono-api-reference";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
 import type { Store as RateLimitStore } from "hono-rate-limiter";
 import { DomainError, Unavailable } from "./domain/errors.ts";
 import { type AppEnv, authenticate, perCallerLimit } from "./http/auth.ts";
+import { strictUtf8Json } from "./http/body.ts";
 import { couponsRoutes } from "./http/coupons.ts";
+import { docsRoutes } from "./http/docs.ts";
 import { healthRoutes } from "./http/health.ts";
 import { observe } from "./http/observe.ts";
 import { ordersRoutes } from "./http/orders.ts";
@@ -46,6 +47,7 @@ export function createApp(deps: AppDeps & { rateLimitStore?: () => RateLimitStor
         problemResponse(c, problemOf("PAYLOAD_TOO_LARGE", `Request bodies are limited to ${MAX_BODY_BYTES} bytes.`)),
     }),
   );
+  app.use("/api/*", strictUtf8Json);
 
   app.route("/", healthRoutes(routeDeps));
   app.route("/", usersRoutes(routeDeps));
@@ -69,7 +71,7 @@ export function createApp(deps: AppDeps & { rateLimitStore?: () => RateLimitStor
         "First-come coupon drops and orders that stay exact under a stampede. Errors are application/problem+json with a stable `code`.",
     },
   });
-  app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "flashcart API" }));
+  app.route("/", docsRoutes());
   const { metrics } = deps;
   if (metrics !== null) {
     app.get("/metrics", async (c) =>

@@ -10,10 +10,12 @@ import { spawnListening } from "../load/process.ts";
 import { renderEmbeddedMigrations } from "../src/cli/embed-migrations.ts";
 import { pgMigrations, sqliteMigrations } from "../src/store/migrations.generated.ts";
 import { client } from "./support/api.ts";
+import { operationSummaries, renderOffline } from "./support/chromium.ts";
 
 setDefaultTimeout(120_000);
 
 const root = resolve(import.meta.dir, "..");
+const installedBundle = join(root, "node_modules/@scalar/api-reference/dist/browser/standalone.js");
 const work = mkdtempSync(join(tmpdir(), "flashcart-binary-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
@@ -33,7 +35,7 @@ test("the embedded migrations are exactly the ones drizzle-kit journaled", async
   expect(await renderEmbeddedMigrations()).toContain('with { type: "text" }');
 });
 
-test("built, copied alone into an empty directory: migrates, serves a claim and an order, stops on SIGTERM", async () => {
+test("built, copied alone into an empty directory: migrates, serves a claim, an order and /docs, stops on SIGTERM", async () => {
   const packageJson = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
   const outfile = join(work, "build", "flashcart");
   // The exact command of `bun run build`, with the output redirected to a temporary file.
@@ -75,6 +77,13 @@ test("built, copied alone into an empty directory: migrates, serves a claim and 
     const order = await buyer.order(user.id, [{ productId: product.id, quantity: 2 }], claimed.body.id);
     expect(order.status).toBe(201);
     expect(order.body).toMatchObject({ totalAmount: 3000, discountAmount: 1000, paidAmount: 2000 });
+
+    // The API reference works from the binary alone: the bundle is embedded, nothing is fetched elsewhere.
+    const bundle = await fetch(`${url}/docs/scalar.js`, { headers: { "accept-encoding": "identity" } });
+    expect(Buffer.from(await bundle.arrayBuffer()).equals(readFileSync(installedBundle))).toBe(true);
+    const summaries = await operationSummaries(url);
+    const { dom } = await renderOffline(`${url}/docs`);
+    expect(summaries.filter((summary) => !dom.includes(summary))).toEqual([]);
   } finally {
     server.kill("SIGTERM");
   }

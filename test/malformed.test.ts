@@ -146,6 +146,61 @@ describeOnEveryBackend(({ server, admin }) => {
       // Length counts characters (code points), as SQLite's length() does.
       expectProblem(await admin.post("/api/users", { name: "🛒".repeat(101) }), 400, "VALIDATION_FAILED");
     });
+
+    test("text that is not UTF-8 is 400 VALIDATION_FAILED on every route, never stored as U+FFFD", async () => {
+      const notUtf8: [string, number[]][] = [
+        ["a byte that never occurs (0xFF)", [0xff]],
+        ["a lone continuation byte", [0x80]],
+        ["an overlong '/'", [0xc0, 0xaf]],
+        ["an encoded surrogate", [0xed, 0xa0, 0x80]],
+        ["a sequence cut short", [0xe4, 0xb8]],
+        ["a code point past U+10FFFF", [0xf4, 0x90, 0x80, 0x80]],
+      ];
+      /** The route's valid body with `bytes` inside a string: its first string value, else an extra field's. */
+      const withBytes = (valid: Record<string, unknown>, bytes: number[]) => {
+        const encode = (text: string) => [...new TextEncoder().encode(text)];
+        const json = JSON.stringify(valid);
+        const string = json.indexOf('":"') + 3;
+        return string > 2
+          ? new Uint8Array([...encode(json.slice(0, string)), ...bytes, ...encode(json.slice(string))])
+          : new Uint8Array([...encode(`${json.slice(0, -1)},"x":"`), ...bytes, ...encode('"}')]);
+      };
+      const before = await counts();
+      for (const { path, valid } of postRoutes()) {
+        for (const [what, bytes] of notUtf8) {
+          const reply = await fetch(`${server.url}${path}`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${admin.token}`, "content-type": "application/json" },
+            body: withBytes(valid, bytes),
+          });
+          const problem = (await reply.json()) as { code?: string };
+          expect({ path, what, status: reply.status, code: problem.code }).toEqual({
+            path,
+            what,
+            status: 400,
+            code: "VALIDATION_FAILED",
+          });
+        }
+      }
+      expect(await counts()).toEqual(before);
+      // Valid UTF-8 that escapes half a character (a lone surrogate) is no text either.
+      for (const name of ["a\\ud800b", "a\\udc00", "\\udbff"]) {
+        for (const path of ["/api/users", "/api/products", "/api/coupons"]) {
+          const valid = postRoutes().find((route) => route.path === path)?.valid ?? {};
+          const body = JSON.stringify({ ...valid, name: "NAME" }).replace("NAME", name);
+          expect({ path, name, status: (await admin.post(path, body)).status }).toEqual({ path, name, status: 400 });
+        }
+      }
+      expect(await counts()).toEqual(before);
+      // Valid UTF-8, sent as bytes, is taken, and the name reads back as sent.
+      const named = await fetch(`${server.url}/api/users`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${admin.token}`, "content-type": "application/json; charset=utf-8" },
+        body: new TextEncoder().encode('{"name":"ab\u00ffcd \uc0c1\ud83d\uded2"}'),
+      });
+      expect(named.status).toBe(201);
+      expect(((await named.json()) as { name: string }).name).toBe("ab\u00ffcd \uc0c1\ud83d\uded2");
+    });
   });
 
   describe("bad path and query values", () => {

@@ -41,6 +41,74 @@ test("SQLite: a database migrated by drizzle's migrator opens with nothing appli
   }
 });
 
+describe("SQLite: the balance cap's rebuild of users (0002) on a database with data", () => {
+  const capMigration = sqliteMigrations.findIndex((m) => m.tag === "0002_users_balance_cap");
+
+  /** A database as the build before the cap left it (migrations up to 0001), holding a user with an order. */
+  function before(balance: number): { dir: string; path: string } {
+    const dir = mkdtempSync(join(tmpdir(), "flashcart-migrations-"));
+    const path = join(dir, "flashcart.db");
+    const client = new Database(path);
+    client.run("PRAGMA foreign_keys = ON");
+    client.run('CREATE TABLE "__drizzle_migrations" (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at numeric)');
+    for (const migration of sqliteMigrations.slice(0, capMigration)) {
+      for (const statement of migration.sql.split("--> statement-breakpoint")) client.run(statement);
+      client.run('INSERT INTO "__drizzle_migrations" (hash, created_at) VALUES (?, ?)', ["earlier", migration.when]);
+    }
+    client.run(`INSERT INTO users (id, name, balance, created_at) VALUES (1, 'a', ${balance}, 0), (2, 'b', 7, 0)`);
+    client.run("INSERT INTO products (id, name, price, stock, created_at) VALUES (1, 'p', 10, 5, 0)");
+    client.run(
+      "INSERT INTO orders (id, user_id, status, total_amount, discount_amount, paid_amount, created_at) VALUES (1, 1, 'PAID', 10, 0, 10, 0)",
+    );
+    client.run("INSERT INTO order_items (order_id, product_id, quantity, unit_price) VALUES (1, 1, 1, 10)");
+    client.run(
+      "INSERT INTO point_history (user_id, type, amount, balance_after, order_id, created_at) VALUES (1, 'USE', 10, 0, 1, 0)",
+    );
+    client.close();
+    return { dir, path };
+  }
+
+  test("keeps every row and every foreign key, and refuses a balance past the cap from then on", () => {
+    const { dir, path } = before(100_000_000);
+    try {
+      const db = openSqlite({ path, synchronous: "NORMAL", busyTimeoutMs: 5000 }).$client;
+      expect(db.query("SELECT id, name, balance FROM users ORDER BY id").all()).toEqual([
+        { id: 1, name: "a", balance: 100_000_000 },
+        { id: 2, name: "b", balance: 7 },
+      ]);
+      expect(db.query("SELECT count(*) AS n FROM orders JOIN point_history USING (user_id)").get()).toEqual({ n: 1 });
+      expect(db.query("PRAGMA foreign_key_check").all()).toEqual([]);
+      expect(db.query("PRAGMA foreign_keys").get()).toEqual({ foreign_keys: 1 });
+      expect(() => db.run("UPDATE users SET balance = balance + 1 WHERE id = 1")).toThrow(/users_balance_within_cap/);
+      expect(() => db.run("DELETE FROM users WHERE id = 1")).toThrow(/FOREIGN KEY/);
+      expect(db.query("SELECT sql FROM sqlite_schema WHERE name = 'users'").get()).toEqual({
+        sql: expect.stringMatching(/\) STRICT$/),
+      });
+      db.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a balance already past the cap fails the migration, and the database is left as it was", () => {
+    const { dir, path } = before(200_000_000);
+    try {
+      expect(() => openSqlite({ path, synchronous: "NORMAL", busyTimeoutMs: 5000 })).toThrow(
+        /users_balance_within_cap/,
+      );
+      const db = new Database(path, { readonly: true });
+      expect(db.query("SELECT count(*) AS n FROM __drizzle_migrations").get()).toEqual({ n: capMigration });
+      expect(db.query("SELECT id, balance FROM users ORDER BY id").all()).toEqual([
+        { id: 1, balance: 200_000_000 },
+        { id: 2, balance: 7 },
+      ]);
+      db.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 if (TEST_DATABASE_URL === "") {
   console.log("PostgreSQL migration tests not run: set TEST_DATABASE_URL=postgres://… to run them.");
 } else {

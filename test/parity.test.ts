@@ -363,6 +363,14 @@ async function transcriptOf(server: TestServer): Promise<Step[]> {
     key("charge-3"),
   );
   await post("charge up to the balance limit", "200", `/api/users/${dave}/points/charge`, { amount: 1 });
+  const daveOrder = idOf(await post("dave spends 1,000 at the limit", "201", "/api/orders", order(dave, [[cheap, 1]])));
+  await post("charge dave back to the limit", "200", `/api/users/${dave}/points/charge`, { amount: 1000 });
+  await post(
+    "cancel: a refund past the balance limit",
+    "409 BALANCE_LIMIT_EXCEEDED",
+    `/api/orders/${daveOrder}/cancel`,
+  );
+  await get("the order the refund was refused for", "200", `/api/orders/${daveOrder}`);
 
   await post(
     "charge with a key, replayed after the limit was reached",

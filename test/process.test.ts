@@ -6,6 +6,7 @@ import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { RedisClient } from "bun";
@@ -154,6 +155,75 @@ describe("SIGTERM under load", () => {
     expect(paid.filter((id) => !stored.has(id))).toEqual([]);
     expect(await brokenInvariants(db, new Map([[product.id, 100_000]]))).toEqual([]);
     db.close();
+  });
+});
+
+/** A raw TCP client: sends `request` as is and collects what comes back until the server closes. */
+function rawConnection(url: string, request: string): { received: () => string; closed: Promise<void> } {
+  const { hostname, port } = new URL(url);
+  let received = "";
+  const closed = new Promise<void>((resolve, reject) => {
+    const socket = connect({ host: hostname, port: Number(port) }, () => socket.write(request));
+    socket.on("data", (chunk) => {
+      received += chunk.toString();
+    });
+    socket.on("close", () => resolve());
+    socket.on("error", reject);
+  });
+  return { received: () => received, closed };
+}
+
+/** Resolves once `condition()` holds (checked every 10 ms). */
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await Bun.sleep(10);
+}
+
+describe("SIGTERM with connections open", () => {
+  test("idle, half-sent and unfinished requests: each connection is closed, the store is closed, exit 0", async () => {
+    const cwd = tempDir();
+    const secret = randomBytes(24).toString("hex");
+    const { proc, url } = await launch(cwd, { JWT_SECRET: secret, LOG_SAMPLE: "0" });
+    const admin = client(url, await tokenFor(new TextEncoder().encode(secret), "admin"));
+    const user = await admin.user("kept", 5000);
+
+    // Idle: a whole request answered, the connection kept alive.
+    const idle = rawConnection(url, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    await until(() => idle.received().includes("\r\n\r\n"));
+    // Half-sent: a request line and nothing more.
+    const halfSent = rawConnection(url, "GET /health HTTP/1.1\r\n");
+    // Unfinished: a whole header and part of the body it announces, which never comes.
+    const unfinished = rawConnection(
+      url,
+      `POST /api/users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${admin.token}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"name":`,
+    );
+    await Bun.sleep(100); // let the server read what each sent
+
+    proc.kill("SIGTERM");
+    expect(await proc.exited).toBe(0);
+    await Promise.all([idle.closed, halfSent.closed, unfinished.closed]);
+    expect(halfSent.received()).toBe("");
+
+    // The store was closed: the WAL was checkpointed into the database and removed.
+    const dbPath = join(cwd, "data", "flashcart.db");
+    expect(existsSync(`${dbPath}-wal`)).toBe(false);
+    const db = new Database(dbPath, { readonly: true });
+    expect(db.query("SELECT id, balance FROM users").all()).toEqual([{ id: user.id, balance: 5000 }]);
+    db.close();
+  });
+
+  test("serve --workers 2 with a half-sent request: every worker stops, exit 0", async () => {
+    const cwd = tempDir();
+    const { proc, url } = await spawnListening([...serve, "--workers", "2"], {
+      cwd,
+      env: { ...process.env, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", JWT_SECRET: "" },
+    });
+    cleanups.push(() => proc.kill("SIGKILL"));
+    // One per worker, most likely (the kernel spreads connections): each holds a half-sent request.
+    const halfSent = [1, 2, 3, 4].map(() => rawConnection(url, "GET /health HTTP/1.1\r\n"));
+    await Bun.sleep(100);
+    proc.kill("SIGTERM");
+    expect(await proc.exited).toBe(0);
+    await Promise.all(halfSent.map((connection) => connection.closed));
   });
 });
 

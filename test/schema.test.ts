@@ -46,6 +46,7 @@ const order = (status: string, cancelledAt: string) =>
 const BROKEN: [string, string[], string, Refusal][] = [
   ["negative stock", [], "UPDATE products SET stock = -1", "check"],
   ["a negative balance", [], "UPDATE users SET balance = balance - 101 WHERE id = 1", "check"],
+  ["a balance past the cap of 100,000,000", [], "UPDATE users SET balance = 100000001 WHERE id = 1", "check"],
   ["a coupon issued past its supply", [], "UPDATE coupons SET issued_quantity = 2", "check"],
   ["a PERCENT discount over 100", [], "UPDATE coupons SET discount_type = 'PERCENT', discount_value = 101", "check"],
   [

@@ -21,8 +21,17 @@ import { openStore } from "../store/index.ts";
 /** Set (to the worker's number, 1..N) in the environment of the processes a supervisor starts. */
 const WORKER_MARKER = "FLASHCART_WORKER";
 
-/** How long the supervisor waits for its workers to drain after a stop before killing them. */
-const SUPERVISOR_BACKSTOP_MS = 15_000;
+/**
+ * After SIGTERM, how long the requests being handled get to finish before every connection still open
+ * is closed: longer than a request waits for anything (a lock, a statement: 5 s by default).
+ */
+const DRAIN_MS = 5_000;
+
+/** The last resort, should closing the store hang: exit 1 this long after the signal. */
+const SHUTDOWN_BACKSTOP_MS = 10_000;
+
+/** How long the supervisor waits for its workers to stop before killing them: past their own backstop. */
+const SUPERVISOR_BACKSTOP_MS = SHUTDOWN_BACKSTOP_MS + 5_000;
 
 /** What a worker tells its supervisor (over Bun's IPC channel) once it listens. */
 interface WorkerReady {
@@ -153,11 +162,17 @@ async function serve(config: Config, logger: Logger, worker: number | null): Pro
     const backstop = setTimeout(() => {
       logger.error("shutdown timed out; exiting");
       process.exit(1);
-    }, 10_000);
+    }, SHUTDOWN_BACKSTOP_MS);
     backstop.unref();
     clearInterval(purgeTimer);
-    await server.stop(); // stop accepting, let in-flight requests finish
-    await store.close();
+    // Stop accepting; Bun closes idle keep-alive connections at once. A graceful stop alone would also
+    // wait for connections whose request never arrived whole (a half-sent header), until their idle
+    // timeout: so wait for the requests being handled only, bounded, then close whatever is left.
+    void server.stop();
+    const unfinished = await requestsDrained(server, DRAIN_MS);
+    if (unfinished > 0) logger.warn("requests still unfinished at the drain bound: closing them", { unfinished });
+    await server.stop(true);
+    await store.close(); // commits what the group commit still holds, then closes the database
     redis?.close();
     logger.info("stopped");
     process.exit(0);
@@ -170,6 +185,16 @@ async function serve(config: Config, logger: Logger, worker: number | null): Pro
     const supervisor = process.ppid;
     setInterval(() => process.ppid !== supervisor && void shutdown("supervisor gone"), 1000).unref();
   }
+}
+
+/**
+ * Resolves once the server handles no request (Bun counts a request from its whole header until its
+ * response is sent), or at `boundMs`, with how many it still handles then.
+ */
+async function requestsDrained(server: Bun.Server<undefined>, boundMs: number): Promise<number> {
+  const deadline = Date.now() + boundMs;
+  while (server.pendingRequests > 0 && Date.now() < deadline) await Bun.sleep(10);
+  return server.pendingRequests;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { refused } from "./errors.ts";
+import { notFound, refused } from "./errors.ts";
 
 /**
  * Who is calling. A user acts for themself; an admin provisions users, products and coupons and may
@@ -18,4 +18,12 @@ export function assertMayActFor(principal: Principal, userId: number): void {
 
 export function assertAdmin(principal: Principal): void {
   if (principal.role !== "admin") throw refused.adminOnly();
+}
+
+/**
+ * An order is seen, and cancelled, by its owner and by admins only. To anyone else it is answered as
+ * missing, not as forbidden: order ids are sequential, and "not yours" would tell which ones exist.
+ */
+export function assertMaySeeOrder(principal: Principal, order: { id: number; userId: number }): void {
+  if (!mayActFor(principal, order.userId)) throw notFound.order(order.id);
 }

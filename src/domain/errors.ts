@@ -71,10 +71,10 @@ export const refused = {
     new DomainError("INSUFFICIENT_POINTS", `The order costs ${amount} points; the balance is lower.`),
   notCancellable: (status: string) =>
     new DomainError("ORDER_NOT_CANCELLABLE", `An order that is ${status} cannot be cancelled.`),
-  balanceLimit: (maxBalance: number) =>
+  balanceLimit: (maxBalance: number, credit: "charge" | "refund") =>
     new DomainError(
       "BALANCE_LIMIT_EXCEEDED",
-      `A balance may not exceed ${maxBalance} points; this charge would pass it.`,
+      `A balance may not exceed ${maxBalance} points; this ${credit} would pass it.`,
     ),
   idempotencyKeyReused: () =>
     new DomainError(

@@ -79,6 +79,11 @@ export interface NewHistoryEntry {
 export interface UserStorage {
   userExists(userId: number): boolean;
   insertHistory(entry: NewHistoryEntry): void;
+  /**
+   * The balance after the credit, or null when it would pass `maxBalance`. Every credit goes through
+   * this guard (a charge, a refund), and the schema's CHECK backs it.
+   */
+  creditWithinLimit(userId: number, amount: number, maxBalance: number): number | null;
 }
 
 export interface IdempotencyStorage {
@@ -145,14 +150,9 @@ export interface CancelStorage extends UserStorage {
   orderLines(orderId: number): OrderLine[];
   returnStock(productId: number, quantity: number): void;
   releaseCoupon(userCouponId: number): void;
-  /** The balance after the credit. */
-  credit(userId: number, amount: number): number;
 }
 
-export interface ChargeStorage extends UserStorage, IdempotencyStorage {
-  /** The balance after the credit, or null when it would pass `maxBalance`. */
-  creditWithinLimit(userId: number, amount: number, maxBalance: number): number | null;
-}
+export type ChargeStorage = UserStorage & IdempotencyStorage;
 
 /** Everything a store must answer to run every write. */
 export type WriteStorage = ClaimStorage & OrderStorage & CancelStorage & ChargeStorage;
@@ -276,7 +276,9 @@ export function* placeOrder(command: PlaceOrder): Script<OrderStorage, Idempoten
 
 /**
  * Cancel: order exists → it is PAID (and still is when marked) → stock back, coupon AVAILABLE again,
- * points refunded: the exact inverse of placing it.
+ * points refunded: the exact inverse of placing it. A refund that would take the balance past its cap
+ * (points charged meanwhile) is refused, and with it the whole cancel: the order stays PAID. (The
+ * refund comes last, as the user's row is taken last when an order is placed: the same lock order.)
  */
 export function* cancelOrder(command: CancelOrder): Script<CancelStorage, Order> {
   const { orderId, now } = command;
@@ -289,7 +291,8 @@ export function* cancelOrder(command: CancelOrder): Script<CancelStorage, Order>
   for (const line of lines) yield* askCancel("returnStock", line.productId, line.quantity);
   if (order.userCouponId !== null) yield* askCancel("releaseCoupon", order.userCouponId);
   if (order.paidAmount > 0) {
-    const balanceAfter = yield* askCancel("credit", order.userId, order.paidAmount);
+    const balanceAfter = yield* askCancel("creditWithinLimit", order.userId, order.paidAmount, limits.maxBalance);
+    if (balanceAfter === null) throw refused.balanceLimit(limits.maxBalance, "refund");
     yield* askCancel("insertHistory", {
       userId: order.userId,
       type: "REFUND",
@@ -309,7 +312,7 @@ export function* chargePoints(command: ChargePoints): Script<ChargeStorage, Idem
   const replay = yield* replayOf(userId, idempotency);
   if (replay !== null) return replay;
   const balance = yield* askCharge("creditWithinLimit", userId, amount, limits.maxBalance);
-  if (balance === null) throw refused.balanceLimit(limits.maxBalance);
+  if (balance === null) throw refused.balanceLimit(limits.maxBalance, "charge");
   yield* askCharge("insertHistory", {
     userId,
     type: "CHARGE",

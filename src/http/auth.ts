@@ -2,7 +2,7 @@ import type { RedisClient } from "bun";
 import type { Context, MiddlewareHandler } from "hono";
 import { RedisStore, rateLimiter, type Store } from "hono-rate-limiter";
 import type { TokenVerifier } from "../auth/tokens.ts";
-import { assertAdmin, assertMayActFor, type Principal } from "../domain/access.ts";
+import { assertAdmin, assertMayActFor, assertMaySeeOrder, type Principal } from "../domain/access.ts";
 import { refused } from "../domain/errors.ts";
 import type { Logger } from "../logger.ts";
 import { problemOf, problemResponse } from "./problem.ts";
@@ -45,6 +45,12 @@ export function callerOf(c: Context<AppEnv>): Principal {
 export function actingFor(c: Context<AppEnv>, userId: number): number {
   assertMayActFor(callerOf(c), userId);
   return userId;
+}
+
+/** The order, once the caller may see it (its owner, or an admin); anyone else is told it does not exist. */
+export function seenBy<T extends { id: number; userId: number }>(c: Context<AppEnv>, order: T): T {
+  assertMaySeeOrder(callerOf(c), order);
+  return order;
 }
 
 export const requireCaller: MiddlewareHandler<AppEnv> = async (c, next) => {

@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { limits } from "../domain/limits.ts";
-import { type AppEnv, actingFor, requireCaller } from "./auth.ts";
+import { type AppEnv, actingFor, requireCaller, seenBy } from "./auth.ts";
 import { authProblems, bodyProblems, problems } from "./problem.ts";
 import { bearerAuth, createRouter, idempotentRequest, type RouteDeps, replay } from "./router.ts";
 import { idempotencyHeaders, idField, idParam, pageOf, pageQuery, timestamp, userIdParams } from "./schemas.ts";
@@ -81,10 +81,11 @@ const getOrder = createRoute({
   summary: "Get an order",
   security: bearerAuth,
   middleware: [requireCaller] as const,
+  description: "Its owner's and admins' only: another user's order is answered 404, as a missing one.",
   request: { params: orderIdParams },
   responses: {
     200: { description: "The order", content: { "application/json": { schema: orderSchema } } },
-    ...problems("VALIDATION_FAILED", ...authProblems, "ORDER_NOT_FOUND"),
+    ...problems("VALIDATION_FAILED", "UNAUTHENTICATED", "ORDER_NOT_FOUND"),
   },
 });
 
@@ -112,11 +113,18 @@ const cancelOrder = createRoute({
   summary: "Cancel a paid order",
   security: bearerAuth,
   middleware: [requireCaller] as const,
-  description: "The exact inverse of placing it: stock back, points refunded, the coupon AVAILABLE again.",
+  description:
+    "The exact inverse of placing it: stock back, points refunded, the coupon AVAILABLE again. A refund that would take the balance past 100,000,000 is refused (409 BALANCE_LIMIT_EXCEEDED) and the order stays PAID. Another user's order is answered 404, as a missing one.",
   request: { params: orderIdParams },
   responses: {
     200: { description: "Cancelled", content: { "application/json": { schema: orderSchema } } },
-    ...problems("VALIDATION_FAILED", ...authProblems, "ORDER_NOT_FOUND", "ORDER_NOT_CANCELLABLE"),
+    ...problems(
+      "VALIDATION_FAILED",
+      "UNAUTHENTICATED",
+      "ORDER_NOT_FOUND",
+      "ORDER_NOT_CANCELLABLE",
+      "BALANCE_LIMIT_EXCEEDED",
+    ),
   },
 });
 
@@ -130,11 +138,7 @@ export function ordersRoutes({ store, clock, rateLimiters }: RouteDeps) {
       if (result.replayed) return replay(c, result);
       return c.json(result.value, 201);
     })
-    .openapi(getOrder, async (c) => {
-      const order = await store.getOrder(c.req.valid("param").orderId);
-      actingFor(c, order.userId);
-      return c.json(order, 200);
-    })
+    .openapi(getOrder, async (c) => c.json(seenBy(c, await store.getOrder(c.req.valid("param").orderId)), 200))
     .openapi(listUserOrders, async (c) => {
       const userId = actingFor(c, c.req.valid("param").userId);
       const { limit, cursor } = c.req.valid("query");
@@ -143,7 +147,7 @@ export function ordersRoutes({ store, clock, rateLimiters }: RouteDeps) {
     .openapi(cancelOrder, async (c) => {
       const { orderId } = c.req.valid("param");
       // An order's owner never changes, so checking it before the cancel transaction is race-free.
-      actingFor(c, (await store.getOrder(orderId)).userId);
+      seenBy(c, await store.getOrder(orderId));
       return c.json(await store.cancelOrder({ orderId, now: clock.now() }), 200);
     });
 }

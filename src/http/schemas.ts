@@ -57,6 +57,8 @@ export const nameField = z
   .max(limits.nameLength)
   // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
   .refine((name) => !/[\u0000-\u001f\u007f]/.test(name), "must not contain control characters")
+  // A `\uD800` escape with no partner is valid JSON but no character: it would be stored as U+FFFD.
+  .refine((name) => name.isWellFormed(), "must not contain a lone surrogate (an escape of half a character)")
   .openapi({ example: "Kim" });
 
 export const timestamp = z.iso.datetime().openapi({ example: "2026-11-24T12:00:00.000Z" });

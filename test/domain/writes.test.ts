@@ -55,7 +55,6 @@ function storage(overrides: Partial<WriteStorage> = {}) {
     orderLines: () => [{ productId: 3, quantity: 2, unitPrice: 1000 }],
     returnStock: () => {},
     releaseCoupon: () => {},
-    credit: () => 1600,
     creditWithinLimit: () => 5000,
   };
   const recorded = Object.fromEntries(
@@ -301,14 +300,27 @@ describe("cancelOrder", () => {
       "orderLines",
       "returnStock",
       "releaseCoupon",
-      "credit",
+      "creditWithinLimit",
       "insertHistory",
     ]);
+  });
+
+  test("the refund is a credit within the balance cap, like a charge", () => {
+    let credit: unknown[] = [];
+    const { storage: s } = storage({
+      creditWithinLimit: (...args) => {
+        credit = args;
+        return 1600;
+      },
+    });
+    runSync(cancelOrder({ orderId: 42, now: NOW }), s);
+    expect(credit).toEqual([1, 1500, limits.maxBalance]);
   });
 
   test.each([
     ["a missing order", { findOrder: () => null }, "ORDER_NOT_FOUND"],
     ["a cancelled order", { markCancelled: () => false }, "ORDER_NOT_CANCELLABLE"],
+    ["a refund past the balance cap", { creditWithinLimit: () => null }, "BALANCE_LIMIT_EXCEEDED"],
   ] as [string, Partial<WriteStorage>, ErrorCode][])("%s is refused", (_, overrides, code) => {
     expect(refusal(() => runSync(cancelOrder({ orderId: 42, now: NOW }), storage(overrides).storage)).code).toBe(code);
   });

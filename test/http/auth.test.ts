@@ -74,9 +74,9 @@ describeOnEveryBackend(({ backend, server }) => {
         ["POST", `/api/users/${a.id}/coupons`, { couponId: drop.id }, 401, 403, 201, 409],
         ["GET", `/api/users/${a.id}/coupons`, undefined, 401, 403, 200, 200],
         ["POST", "/api/orders", { userId: a.id, items: line }, 401, 403, 201, 201],
-        ["GET", `/api/orders/${orderOfA}`, undefined, 401, 403, 200, 200],
+        ["GET", `/api/orders/${orderOfA}`, undefined, 401, 404, 200, 200],
         ["GET", `/api/users/${a.id}/orders`, undefined, 401, 403, 200, 200],
-        ["POST", `/api/orders/${orderOfA}/cancel`, undefined, 401, 403, 200, 409],
+        ["POST", `/api/orders/${orderOfA}/cancel`, undefined, 401, 404, 200, 409],
       ];
 
       const seen: string[] = [];
@@ -89,7 +89,8 @@ describeOnEveryBackend(({ backend, server }) => {
           want.push(`${who} ${method} ${path} → ${statuses[i]}`);
           if (reply.status === 401) expectProblem(reply, 401, "UNAUTHENTICATED");
           if (reply.status === 403) expectProblem(reply, 403, "FORBIDDEN");
-          if (reply.status === 401 || reply.status === 403) expect(await dump()).toBe(before);
+          if (reply.status === 404) expectProblem(reply, 404, "ORDER_NOT_FOUND");
+          if (reply.status === 401 || reply.status === 403 || reply.status === 404) expect(await dump()).toBe(before);
         }
       }
       expect(seen).toEqual(want);
@@ -106,6 +107,81 @@ describeOnEveryBackend(({ backend, server }) => {
       const before = await dump();
       expectProblem(await asB.order(b.id, [{ productId: product.id, quantity: 1 }], heldByA), 409, "COUPON_NOT_USABLE");
       expectProblem(await asB.order(a.id, [{ productId: product.id, quantity: 1 }], heldByA), 403, "FORBIDDEN");
+      expect(await dump()).toBe(before);
+    });
+  });
+
+  describe("nothing tells whether another user's data exists", () => {
+    /** Status, content type and problem, with the id asked for written as "<id>" in its detail. */
+    const shape = (reply: { status: number; headers: Headers; body: any }, id: number) => ({
+      status: reply.status,
+      contentType: reply.headers.get("content-type"),
+      body: { ...reply.body, detail: String(reply.body.detail).replace(new RegExp(`\\b${id}\\b`, "g"), "<id>") },
+    });
+
+    test("another user's order, paid or cancelled, is answered exactly as a missing one: read and cancel", async () => {
+      const admin = server.admin;
+      const a = await admin.user("a", 10_000);
+      const b = await admin.user("b", 10_000);
+      const product = await admin.product(1000, 10);
+      const asA = await server.as(a.id);
+      const asB = await server.as(b.id);
+      const paid = (await asA.order(a.id, [{ productId: product.id, quantity: 1 }])).body.id;
+      const cancelled = (await asA.order(a.id, [{ productId: product.id, quantity: 1 }])).body.id;
+      expect((await asA.post(`/api/orders/${cancelled}/cancel`)).status).toBe(200);
+      const missing = cancelled + 1000;
+      const before = await dump();
+
+      const missingRead = shape(await asB.get(`/api/orders/${missing}`), missing);
+      const missingCancel = shape(await asB.post(`/api/orders/${missing}/cancel`), missing);
+      expect(missingRead).toMatchObject({ status: 404, body: { code: "ORDER_NOT_FOUND" } });
+      for (const id of [paid, cancelled]) {
+        expect(shape(await asB.get(`/api/orders/${id}`), id)).toEqual(missingRead);
+        expect(shape(await asB.post(`/api/orders/${id}/cancel`), id)).toEqual(missingCancel);
+      }
+      expect(await dump()).toBe(before);
+      // Admins still see (and may cancel) every order, and tell a missing one apart.
+      expect((await admin.get(`/api/orders/${paid}`)).status).toBe(200);
+      expect((await admin.post(`/api/orders/${cancelled}/cancel`)).body.code).toBe("ORDER_NOT_CANCELLABLE");
+    });
+
+    test("every route that names a user or a user coupon answers another's exactly as a missing one", async () => {
+      const admin = server.admin;
+      const a = await admin.user("a", 10_000);
+      const b = await admin.user("b", 10_000);
+      const product = await admin.product(1000, 10);
+      const drop = await admin.coupon({ totalQuantity: 10 });
+      const asA = await server.as(a.id);
+      const asB = await server.as(b.id);
+      const heldByA = (await asA.issue(a.id, drop.id)).body.id;
+      const missingUser = b.id + 1000;
+      const missingCoupon = heldByA + 1000;
+      const line = [{ productId: product.id, quantity: 1 }];
+      const before = await dump();
+
+      const routes: [string, (user: number) => string, unknown][] = [
+        ["GET", (u) => `/api/users/${u}`, undefined],
+        ["GET", (u) => `/api/users/${u}/points`, undefined],
+        ["POST", (u) => `/api/users/${u}/points/charge`, { amount: 1 }],
+        ["GET", (u) => `/api/users/${u}/points/history`, undefined],
+        ["GET", (u) => `/api/users/${u}/coupons`, undefined],
+        ["POST", (u) => `/api/coupons/${u}`, { couponId: drop.id }],
+        ["POST", (u) => `/api/users/${u}/coupons`, { couponId: drop.id }],
+        ["GET", (u) => `/api/users/${u}/orders`, undefined],
+      ];
+      const send = (method: string, path: string, body: unknown) =>
+        method === "GET" ? asB.get(path) : asB.post(path, body);
+      for (const [method, path, body] of routes) {
+        const theirs = shape(await send(method, path(a.id), body), a.id);
+        expect(theirs).toMatchObject({ status: 403 });
+        expect(theirs).toEqual(shape(await send(method, path(missingUser), body), missingUser));
+      }
+      // Ordering as someone else, and paying with someone else's coupon.
+      const asSomeoneElse = shape(await asB.order(a.id, line), a.id);
+      expect(asSomeoneElse).toEqual(shape(await asB.order(missingUser, line), missingUser));
+      const theirCoupon = shape(await asB.order(b.id, line, heldByA), heldByA);
+      expect(theirCoupon).toMatchObject({ status: 409, body: { code: "COUPON_NOT_USABLE" } });
+      expect(theirCoupon).toEqual(shape(await asB.order(b.id, line, missingCoupon), missingCoupon));
       expect(await dump()).toBe(before);
     });
   });

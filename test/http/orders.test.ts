@@ -241,5 +241,30 @@ describeOnEveryBackend(({ server, admin }) => {
       expect((await me.api.order(me.id, [{ productId: product.id, quantity: 1 }], held)).status).toBe(201);
       expect(await brokenInvariants(server.db)).toEqual([]);
     });
+
+    test("a refund that would pass the balance cap is 409 BALANCE_LIMIT_EXCEEDED and changes nothing", async () => {
+      const me = await buyer(0);
+      for (let i = 0; i < 100; i++) await admin.charge(me.id, 1_000_000);
+      const product = await admin.product(2_000_000, 10);
+      const held = (await me.api.issue(me.id, (await admin.coupon({ discountValue: 500_000 })).id)).body.id;
+      const order = (await me.api.order(me.id, [{ productId: product.id, quantity: 1 }], held)).body;
+      expect(order.paidAmount).toBe(1_500_000);
+      expect((await admin.charge(me.id, 1_000_000)).balance).toBe(99_500_000);
+      expect((await admin.charge(me.id, 500_000)).balance).toBe(100_000_000);
+      const before = await snapshot();
+
+      const refused = await me.api.post(`/api/orders/${order.id}/cancel`);
+      expectProblem(refused, 409, "BALANCE_LIMIT_EXCEEDED");
+      expect(refused.body.detail).toBe("A balance may not exceed 100000000 points; this refund would pass it.");
+      expect(await snapshot()).toEqual(before);
+      expect((await me.api.get(`/api/orders/${order.id}`)).body).toEqual(order);
+
+      // Once the points are spent below the cap, the same cancel goes through.
+      expect((await me.api.order(me.id, [{ productId: product.id, quantity: 1 }])).status).toBe(201);
+      const cancelled = await me.api.post(`/api/orders/${order.id}/cancel`);
+      expect(cancelled.status).toBe(200);
+      expect((await me.api.get(`/api/users/${me.id}/points`)).body.balance).toBe(99_500_000);
+      expect(await brokenInvariants(server.db)).toEqual([]);
+    });
   });
 });

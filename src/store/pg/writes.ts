@@ -17,7 +17,6 @@ import type {
   StoredRequest,
   WriteStorage,
 } from "../../domain/writes.ts";
-import { must } from "../rows.ts";
 import type { PgDb } from "./database.ts";
 import { coupons, idempotencyKeys, orderItems, orders, pointHistory, products, userCoupons, users } from "./schema.ts";
 
@@ -148,15 +147,6 @@ export class PgWrites implements AsyncStorage<TxStorage> {
       .update(userCoupons)
       .set({ status: "AVAILABLE", usedAt: null })
       .where(and(eq(userCoupons.id, userCouponId), eq(userCoupons.status, "USED")));
-  }
-
-  async credit(userId: number, amount: number): Promise<number> {
-    const [credited] = await this.tx
-      .update(users)
-      .set({ balance: sql`${users.balance} + ${amount}` })
-      .where(eq(users.id, userId))
-      .returning({ balance: users.balance });
-    return must(credited, "the refunded user").balance;
   }
 
   async creditWithinLimit(userId: number, amount: number, maxBalance: number): Promise<number | null> {

@@ -23,6 +23,8 @@ export const users = sqliteTable(
   },
   (t) => [
     check("users_balance_non_negative", sql`${t.balance} >= 0`),
+    // limits.maxBalance: every credit (a charge, a refund) is guarded by it in the code as well.
+    check("users_balance_within_cap", sql`${t.balance} <= 100000000`),
     check("users_name_length", sql`length(${t.name}) BETWEEN 1 AND 100`),
   ],
 );

@@ -26,12 +26,6 @@ export function prepareStatements(db: SqliteDb) {
       .where(and(eq(users.id, p("id")), sql`${users.balance} + ${p("amount")} <= ${p("maxBalance")}`))
       .returning({ balance: users.balance })
       .prepare(),
-    credit: db
-      .update(users)
-      .set({ balance: sql`${users.balance} + ${p("amount")}` })
-      .where(eq(users.id, p("id")))
-      .returning({ balance: users.balance })
-      .prepare(),
     debitIfCovered: db
       .update(users)
       .set({ balance: sql`${users.balance} - ${p("amount")}` })

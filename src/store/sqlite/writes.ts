@@ -68,8 +68,6 @@ export function sqliteWrites(q: Statements): WriteStorage {
     orderLines: (orderId) => q.orderLines.all({ orderId }),
     returnStock: (productId, quantity) => q.returnStock.run({ id: productId, quantity }),
     releaseCoupon: (userCouponId) => q.releaseCoupon.run({ id: userCouponId }),
-    credit: (userId, amount) => must(q.credit.get({ id: userId, amount }), "the refunded user").balance,
-
     creditWithinLimit: (userId, amount, maxBalance) =>
       q.creditWithinLimit.get({ id: userId, amount, maxBalance })?.balance ?? null,
   };

@@ -1,0 +1,1 @@
+ALTER TABLE "users" ADD CONSTRAINT "users_balance_within_cap" CHECK ("users"."balance" <= 100000000);
