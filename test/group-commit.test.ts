@@ -89,6 +89,31 @@ test("units run in arrival order, across batches larger than the batch cap", asy
   ).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
 });
 
+test("a batch commits once its units have run for the time budget, in order, and the loop gets a turn before the next", async () => {
+  const { insert, rows, commits } = setup();
+  const busyFor = (ms: number) => {
+    const until = performance.now() + ms;
+    while (performance.now() < until) {}
+  };
+  let batchesWhenLoopRan = -1;
+  // Each unit works 0.6 ms against a 1 ms budget: at most two units a batch.
+  const units = Array.from({ length: 10 }, (_, v) =>
+    commits.run(() => {
+      busyFor(0.6);
+      return insert.get(v);
+    }),
+  );
+  setTimeout(() => {
+    batchesWhenLoopRan = commits.committedBatches;
+  }, 0);
+  await Promise.all(units);
+  expect(rows()).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  expect(commits.committedBatches).toBeGreaterThanOrEqual(5);
+  // The timer ran between two batches, not after all of them.
+  expect(batchesWhenLoopRan).toBeGreaterThanOrEqual(1);
+  expect(batchesWhenLoopRan).toBeLessThan(commits.committedBatches);
+});
+
 test("while another connection holds the write lock the loop runs on; a write waits, is refused with 503 at its bound, and the next commits once the lock is free", async () => {
   const dir = mkdtempSync(join(tmpdir(), "flashcart-gc-"));
   const path = join(dir, "gc.db");

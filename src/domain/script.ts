@@ -38,14 +38,40 @@ export function askerOf<S>(): Ask<S> {
 
 export type Progress<S, R> = IteratorResult<Need<S>, R>;
 
-/** Runs a script to the end against a synchronous storage. */
-export function runSync<S, R>(script: Script<S, R>, storage: S): R {
-  let next = script.next();
+/** Runs a script to the end against a synchronous storage, from the start or from `from`. */
+export function runSync<S, R>(script: Script<S, R>, storage: S, from: Progress<S, R> = script.next()): R {
+  let next = from;
   while (!next.done) {
     const { op, args } = next.value;
     next = script.next((storage[op] as Method).apply(storage, args));
   }
   return next.value;
+}
+
+/** What a storage that knows only some answers says when it does not know this one. */
+export const UNKNOWN: unique symbol = Symbol("unknown");
+
+/** Some of a storage's moves, each answered when known (from memory, say) and UNKNOWN otherwise. */
+export type KnownAnswers<S> = {
+  [K in keyof S]?: S[K] extends Method ? (...args: Parameters<S[K]>) => ReturnType<S[K]> | typeof UNKNOWN : never;
+};
+
+/**
+ * Answers the script's moves for as long as `known` knows the answer, synchronously, and returns
+ * where it stopped: the result (a refusal is thrown), or the first move it cannot answer, for
+ * `runSync` to go on from against the real storage.
+ */
+export function advanceSync<S, R>(script: Script<S, R>, from: Progress<S, R>, known: KnownAnswers<S>): Progress<S, R> {
+  let next = from;
+  while (!next.done) {
+    const { op, args } = next.value;
+    const method = known[op] as Method | undefined;
+    if (method === undefined) return next;
+    const answer = method.apply(known, args);
+    if (answer === UNKNOWN) return next;
+    next = script.next(answer);
+  }
+  return next;
 }
 
 /**

@@ -1,10 +1,10 @@
 import type { RedisClient } from "bun";
 import { and, eq } from "drizzle-orm";
 import type postgres from "postgres";
-import type { IssueWindow } from "../../domain/coupon.ts";
 import { DomainError } from "../../domain/errors.ts";
 import type { AsyncStorage } from "../../domain/script.ts";
 import type { ClaimCoupon, ClaimRefusal, ClaimStorage } from "../../domain/writes.ts";
+import { ClaimMemory, type DropDefinition } from "../claim-memory.ts";
 import { must } from "../rows.ts";
 import type { PgDb } from "./database.ts";
 import { coupons, userCoupons } from "./schema.ts";
@@ -44,21 +44,12 @@ export interface Strategy {
 }
 
 /**
- * What a claim checks first and never changes once created: a drop's definition (there is no update
- * or delete) and a user's existence. Served from memory after the first read, so a claim's checks
- * cost PostgreSQL nothing.
- *
- * It also remembers the drops it has seen sold out, with their holders. Both facts are final once a
- * drop is sold out: the supply never grows, a holding is never deleted, and a new holding needs a
- * slot. A sold-out answer is only ever read from committed rows, and every slot was taken in the
- * same transaction as its holding, so the holders read after it are all of them. From then on the
- * stampede's losers (nearly every request) are answered without a round trip.
+ * A claim's facts that never change once committed (ClaimMemory: the drop's definition, the user,
+ * "sold out" with the drop's holders), read from PostgreSQL the first time and remembered, so a
+ * claim's checks, and nearly every loser of a stampede, cost PostgreSQL nothing.
  */
 export class ClaimFacts {
-  private readonly definitions = new Map<number, IssueWindow & { validDays: number }>();
-  private readonly knownUsers = new Set<number>();
-  private readonly soldOutDrops = new Map<number, ReadonlySet<number>>();
-  private rememberedHolders = 0;
+  private readonly remembered = new ClaimMemory();
   private readonly loadingHolders = new Set<number>();
   readonly moves: Pick<ClaimMoves, "findCoupon" | "userExists">;
 
@@ -66,42 +57,41 @@ export class ClaimFacts {
     this.moves = { findCoupon: (id) => this.definition(id), userExists: (id) => this.userExists(id) };
   }
 
-  private async definition(couponId: number): Promise<(IssueWindow & { validDays: number }) | null> {
-    let definition = this.definitions.get(couponId);
-    if (definition === undefined) {
-      const [row] = await this.client<{ starts: string | null; ends: string | null; valid_days: number }[]>`
-        SELECT issue_starts_at AS starts, issue_ends_at AS ends, valid_days FROM coupons WHERE id = ${couponId}`;
-      if (row === undefined) return null;
-      definition = {
-        issueStartsAt: row.starts === null ? null : Number(row.starts),
-        issueEndsAt: row.ends === null ? null : Number(row.ends),
-        validDays: row.valid_days,
-      };
-      if (this.definitions.size >= 100_000) this.definitions.clear();
-      this.definitions.set(couponId, definition);
-    }
+  private async definition(couponId: number): Promise<DropDefinition | null> {
+    const known = this.remembered.definition(couponId);
+    if (known !== undefined) return known;
+    const [row] = await this.client<{ starts: string | null; ends: string | null; valid_days: number }[]>`
+      SELECT issue_starts_at AS starts, issue_ends_at AS ends, valid_days FROM coupons WHERE id = ${couponId}`;
+    if (row === undefined) return null;
+    const definition = {
+      issueStartsAt: row.starts === null ? null : Number(row.starts),
+      issueEndsAt: row.ends === null ? null : Number(row.ends),
+      validDays: row.valid_days,
+    };
+    this.remembered.rememberDefinition(couponId, definition);
     return definition;
   }
 
   private async userExists(userId: number): Promise<boolean> {
-    if (this.knownUsers.has(userId)) return true;
+    if (this.remembered.knowsUser(userId)) return true;
     const [user] = await this.client`SELECT 1 FROM users WHERE id = ${userId}`;
     if (user === undefined) return false;
-    if (this.knownUsers.size >= 1_000_000) this.knownUsers.clear();
-    this.knownUsers.add(userId);
+    this.remembered.rememberUser(userId);
     return true;
   }
 
-  /** The refusal for a drop known to be sold out ("holds it" first, as everywhere), else null: ask PostgreSQL. */
+  /** The refusal known from memory, else null: ask PostgreSQL. */
   refusalFromMemory(userId: number, couponId: number): ClaimRefusal | null {
-    const holders = this.soldOutDrops.get(couponId);
-    if (holders === undefined) return null;
-    return holders.has(userId) ? "ALREADY_CLAIMED" : "SOLD_OUT";
+    return this.remembered.refusal(userId, couponId);
   }
 
-  /** Passes an answer through, remembering the drop once PostgreSQL has said it is sold out. */
-  noting<A extends number | ClaimRefusal | null>(couponId: number, answer: A): A {
-    if (answer === "SOLD_OUT" && !this.soldOutDrops.has(couponId) && !this.loadingHolders.has(couponId)) {
+  /**
+   * Passes a committed answer through, remembering what it says: a claim the user won (autocommit:
+   * committed when answered), a holding, or a drop sold out (then its holders are read once).
+   */
+  noting<A extends number | ClaimRefusal | null>(userId: number, couponId: number, answer: A): A {
+    if (typeof answer === "number" || answer === "ALREADY_CLAIMED") this.remembered.rememberHolding(userId, couponId);
+    else if (answer === "SOLD_OUT" && !this.remembered.isSoldOut(couponId) && !this.loadingHolders.has(couponId)) {
       this.loadingHolders.add(couponId);
       void this.rememberSoldOut(couponId).finally(() => this.loadingHolders.delete(couponId));
     }
@@ -113,13 +103,10 @@ export class ClaimFacts {
       const rows = await this.client<
         { user_id: number }[]
       >`SELECT user_id FROM user_coupons WHERE coupon_id = ${couponId}`;
-      // Bounded: a few million ids at most, then start over (the drops still selling are read again).
-      if (this.rememberedHolders + rows.length > 2_000_000) {
-        this.soldOutDrops.clear();
-        this.rememberedHolders = 0;
-      }
-      this.soldOutDrops.set(couponId, new Set(rows.map((row) => row.user_id)));
-      this.rememberedHolders += rows.length;
+      this.remembered.rememberSoldOut(
+        couponId,
+        rows.map((row) => row.user_id),
+      );
     } catch {
       // Not remembered: the next sold-out answer tries again, and PostgreSQL answers meanwhile.
     }
@@ -203,7 +190,7 @@ class InTransaction implements Strategy {
         ...this.facts.moves,
         knownRefusal: async (userId, couponId) =>
           this.facts.refusalFromMemory(userId, couponId) ??
-          this.facts.noting(couponId, await lockFreeRefusal(this.client, userId, couponId)),
+          this.facts.noting(userId, couponId, await lockFreeRefusal(this.client, userId, couponId)),
       },
     };
   }
@@ -225,7 +212,7 @@ class Atomic extends InTransaction {
       before: {
         ...this.facts.moves,
         knownRefusal: async (userId, couponId) => this.facts.refusalFromMemory(userId, couponId),
-        takeCoupon: async (holding) => this.facts.noting(holding.couponId, await this.take(holding)),
+        takeCoupon: async (holding) => this.facts.noting(holding.userId, holding.couponId, await this.take(holding)),
       },
     };
   }

@@ -146,7 +146,7 @@ export function prepareStatements(db: SqliteDb) {
       .from(coupons)
       .where(eq(coupons.id, p("id")))
       .prepare(),
-    /** Lock-free refusals, read before the write lock: "this user holds it", "none left". */
+    /** The refusals that never revert: "this user holds it", "none left". */
     holds: db
       .select({ id: userCoupons.id })
       .from(userCoupons)
@@ -156,6 +156,12 @@ export function prepareStatements(db: SqliteDb) {
       .select({ id: coupons.id })
       .from(coupons)
       .where(and(eq(coupons.id, p("id")), gte(coupons.issuedQuantity, coupons.totalQuantity)))
+      .prepare(),
+    /** Every holder of a drop: read once it is sold out, when the list can no longer change. */
+    holdersOf: db
+      .select({ userId: userCoupons.userId })
+      .from(userCoupons)
+      .where(eq(userCoupons.couponId, p("couponId")))
       .prepare(),
     deleteHolding: db
       .delete(userCoupons)

@@ -5,6 +5,7 @@
  */
 import type { Changes } from "bun:sqlite";
 import type { ClaimStorage, OrderCommit, OrderRefusal, WriteStorage } from "../../domain/writes.ts";
+import type { DropDefinition } from "../claim-memory.ts";
 import { must, toHeldCoupon } from "../rows.ts";
 import type { Statements } from "./statements.ts";
 
@@ -14,22 +15,51 @@ export function changesOf(result: unknown): number {
 }
 
 /**
+ * What a claim learns that stays true once committed (see ClaimMemory): the store remembers it when
+ * the batch commits.
+ */
+export interface ClaimFacts {
+  definition(couponId: number, definition: DropDefinition): void;
+  user(userId: number): void;
+  holding(userId: number, couponId: number): void;
+  soldOut(couponId: number): void;
+}
+
+/**
  * The moves of a claim that only read: a drop's definition, the user, and the refusals that never
  * revert ("holds it", "none left"), so a loser is answered by reads and writes nothing.
  */
-function claimReads(q: Statements): Pick<ClaimStorage, "findCoupon" | "userExists" | "knownRefusal"> {
+function claimReads(
+  q: Statements,
+  learned: ClaimFacts,
+): Pick<ClaimStorage, "findCoupon" | "userExists" | "knownRefusal"> {
   return {
-    findCoupon: (couponId) => q.couponById.get({ id: couponId }) ?? null,
-    userExists: (userId) => q.userById.get({ id: userId }) !== undefined,
+    findCoupon: (couponId) => {
+      const coupon = q.couponById.get({ id: couponId });
+      if (coupon === undefined) return null;
+      learned.definition(couponId, coupon);
+      return coupon;
+    },
+    userExists: (userId) => {
+      if (q.userById.get({ id: userId }) === undefined) return false;
+      learned.user(userId);
+      return true;
+    },
     knownRefusal: (userId, couponId) => {
-      if (q.holds.get({ userId, couponId }) !== undefined) return "ALREADY_CLAIMED";
-      if (q.soldOut.get({ id: couponId }) !== undefined) return "SOLD_OUT";
+      if (q.holds.get({ userId, couponId }) !== undefined) {
+        learned.holding(userId, couponId);
+        return "ALREADY_CLAIMED";
+      }
+      if (q.soldOut.get({ id: couponId }) !== undefined) {
+        learned.soldOut(couponId);
+        return "SOLD_OUT";
+      }
       return null;
     },
   };
 }
 
-export function sqliteWrites(q: Statements): WriteStorage {
+export function sqliteWrites(q: Statements, learned: ClaimFacts): WriteStorage {
   return {
     insertHistory: ({ createdAt, ...entry }) => q.insertHistory.run({ ...entry, now: createdAt }),
 
@@ -44,14 +74,16 @@ export function sqliteWrites(q: Statements): WriteStorage {
         now,
       }),
 
-    ...claimReads(q),
+    ...claimReads(q, learned),
     takeCoupon: ({ userId, couponId, issuedAt, expiresAt }) => {
       const held = q.insertUserCoupon.get({ userId, couponId, now: issuedAt, expiresAt });
       if (held === undefined) return "ALREADY_CLAIMED";
       if (changesOf(q.takeSlot.run({ id: couponId })) === 0) {
         q.deleteHolding.run({ id: held.id });
+        learned.soldOut(couponId);
         return "SOLD_OUT";
       }
+      learned.holding(userId, couponId);
       return held.id;
     },
 
