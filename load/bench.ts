@@ -66,6 +66,8 @@ interface Options {
   users: number;
   scenarios: ScenarioName[];
   tool: "auto" | "wrk" | "k6";
+  /** Where the service writes a CPU profile per variant and durability class (`bun --cpu-prof`); null: none. */
+  cpuProfDir: string | null;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -87,12 +89,13 @@ function parseOptions(argv: string[]): Options {
       },
       "pg-pool": { type: "string", default: "20" },
       workers: { type: "string", default: "1" },
+      "cpu-prof": { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
   if (values.help) {
     console.log(
-      `usage: bun run bench [--quick] [--variants ${VARIANTS.join(",")}] [--durability ${[...durabilityClasses, "both"].join("|")}] [--duration SECONDS] [--connections N] [--users N] [--scenarios ${Object.keys(SCENARIOS).join(",")}] [--tool auto|wrk|k6] [--pg-url postgres://…] [--pg-pool N] [--workers N]`,
+      `usage: bun run bench [--quick] [--variants ${VARIANTS.join(",")}] [--durability ${[...durabilityClasses, "both"].join("|")}] [--duration SECONDS] [--connections N] [--users N] [--scenarios ${Object.keys(SCENARIOS).join(",")}] [--tool auto|wrk|k6] [--pg-url postgres://…] [--pg-pool N] [--workers N] [--cpu-prof DIR]`,
     );
     process.exit(0);
   }
@@ -130,6 +133,7 @@ function parseOptions(argv: string[]): Options {
     users: number(values.users as string, "users", 100, 1_000_000),
     scenarios,
     tool,
+    cpuProfDir: values["cpu-prof"] === undefined ? null : resolve(values["cpu-prof"]),
   };
 }
 
@@ -284,7 +288,12 @@ async function runVariant(
     );
     if (seed.exitCode !== 0) throw new Error(`seed failed: ${seed.stderr.toString()}`);
 
-    const service = await spawnListening([process.execPath, "src/main.ts", "serve"], {
+    // With --cpu-prof, a profile of the service over every scenario it served (load/layers.ts reads it).
+    const profile =
+      options.cpuProfDir === null
+        ? []
+        : ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`, `--cpu-prof-name=${variant}-${durability}.cpuprofile`];
+    const service = await spawnListening([process.execPath, ...profile, "src/main.ts", "serve"], {
       cwd: root,
       env: { ...process.env, ...deployment.env },
       stderr: "inherit",

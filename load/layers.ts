@@ -1,0 +1,120 @@
+/**
+ * Where a flashcart process spends its CPU, by layer, from a `bun --cpu-prof` profile (the bench
+ * writes one per variant with `--cpu-prof DIR`):
+ *
+ *   bun load/layers.ts DIR/sqlite-durable.cpuprofile [--requests N]
+ *
+ * Each sample is charged to the layer of the innermost frame that belongs to one (a file of ours or
+ * a package); a native frame (SQLite's step, a crypto call, JSON) is charged to the JS frame that
+ * called it, except for the natives named in NATIVE, which are layers of their own. With
+ * `--requests N`, each layer's share is also given in µs per request.
+ */
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string };
+  children?: number[];
+}
+
+interface Profile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+  startTime: number;
+  endTime: number;
+}
+
+/** The layers, first match wins: what a file or package is for. */
+const BY_URL: [RegExp, string][] = [
+  [/\/src\/store\/sqlite\/group-commit\.ts$/, "commit (group commit, COMMIT + fsync)"],
+  [/\/src\/store\/|node_modules\/drizzle-orm\//, "store (statements, drizzle)"],
+  [/\/src\/domain\/(errors|script|writes|coupon|order|access|limits|time|pagination)\.ts$/, "domain (scripts, rules)"],
+  [/\/src\/http\/problem\.ts$/, "errors and problem documents"],
+  [/\/src\/auth\/|\/src\/http\/auth\.ts$|node_modules\/jose\//, "authentication (JWT)"],
+  [/rate-limit|node_modules\/hono-rate-limiter\//, "rate limiting"],
+  [/\/src\/http\/(schemas|body)\.ts$|node_modules\/(zod|@hono\/zod-validator|@hono\/zod-openapi)\//, "validation"],
+  [/\/src\/observability\/|node_modules\/prom-client\//, "metrics"],
+  [/\/src\/logger\.ts$|node_modules\/(pino|sonic-boom|thread-stream)\//, "logging"],
+  [/\/src\/http\/observe\.ts$/, "request id, timing, log line"],
+  [/\/src\/http\//, "handlers"],
+  [/node_modules\/hono\//, "routing and context (Hono)"],
+  [/\/src\//, "other flashcart code"],
+  [/node_modules\//, "other packages"],
+];
+
+/** Natives that are a layer of their own wherever they are called from. */
+const NATIVE: Record<string, string> = {
+  stringify: "JSON",
+  parse: "JSON",
+  Error: "errors and problem documents",
+  "(garbage collector)": "garbage collection",
+};
+
+const IDLE = new Set(["(idle)", "(program)", "(root)"]);
+
+function layerOfUrl(url: string): string | null {
+  for (const [pattern, layer] of BY_URL) if (pattern.test(url)) return layer;
+  return null;
+}
+
+export function layersOf(profile: Profile): { busy: number; shares: Map<string, number> } {
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const parentOf = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);
+
+  const layerOfNode = new Map<number, string | null>();
+  const layerOf = (id: number): string | null => {
+    if (layerOfNode.has(id)) return layerOfNode.get(id) ?? null;
+    const node = byId.get(id);
+    let layer: string | null = null;
+    if (node !== undefined) {
+      const { url, functionName } = node.callFrame;
+      const native = url === "" ? NATIVE[functionName] : undefined;
+      layer = native ?? (url === "" ? null : layerOfUrl(url));
+      if (layer === null) {
+        const parent = parentOf.get(id);
+        layer = parent === undefined ? null : layerOf(parent);
+      }
+    }
+    layerOfNode.set(id, layer);
+    return layer;
+  };
+
+  const shares = new Map<string, number>();
+  let busy = 0;
+  for (const [i, id] of profile.samples.entries()) {
+    const node = byId.get(id);
+    const micros = profile.timeDeltas[i + 1] ?? 0;
+    if (node === undefined || (IDLE.has(node.callFrame.functionName) && node.callFrame.url === "")) continue;
+    const layer = layerOf(id) ?? "HTTP server and runtime (native)";
+    shares.set(layer, (shares.get(layer) ?? 0) + micros);
+    busy += micros;
+  }
+  return { busy, shares };
+}
+
+if (import.meta.main) {
+  const { values, positionals } = parseArgs({
+    args: Bun.argv.slice(2),
+    allowPositionals: true,
+    options: { requests: { type: "string" } },
+  });
+  const file = positionals[0];
+  if (file === undefined) {
+    console.error("usage: bun load/layers.ts PROFILE.cpuprofile [--requests N]");
+    process.exit(2);
+  }
+  const profile = JSON.parse(readFileSync(file, "utf8")) as Profile;
+  const { busy, shares } = layersOf(profile);
+  const requests = values.requests === undefined ? null : Number(values.requests);
+  const wall = profile.endTime - profile.startTime;
+  console.log(`${file}: ${(busy / 1e6).toFixed(2)} s busy of ${(wall / 1e6).toFixed(2)} s profiled`);
+  console.log(`| layer | share of busy CPU |${requests === null ? "" : " µs per request |"}`);
+  console.log(`|---|---:|${requests === null ? "" : "---:|"}`);
+  for (const [layer, micros] of [...shares].sort((a, b) => b[1] - a[1])) {
+    const perRequest = requests === null ? "" : ` ${(micros / requests).toFixed(1)} |`;
+    console.log(`| ${layer} | ${((100 * micros) / busy).toFixed(1)} % |${perRequest}`);
+  }
+}
