@@ -26,7 +26,7 @@ import { type Durability, durabilityClasses, durabilitySettings } from "../src/d
 import { type CouponStrategy, couponStrategies } from "../src/store/pg/coupon-strategies.ts";
 import { brokenInvariants } from "./invariants.ts";
 import { postgresCeiling } from "./pgbench.ts";
-import { type ListeningProcess, spawnListening } from "./process.ts";
+import { cpuSecondsOf, type ListeningProcess, spawnListening } from "./process.ts";
 import { type BenchRun, durabilityLegend, renderMarkdown, renderSvg, type ScenarioResult } from "./report.ts";
 import { type LoadDriver, type LoadResult, LoadToolMissing, loadDriver, versionOf } from "./tools.ts";
 
@@ -358,7 +358,9 @@ async function runScenario(
     process.stdout.write(
       `  ${variant} (${durability}) ${name}: ${phase.connections} connections, ${phase.seconds} s${phase.thinkMs ? `, think ${phase.thinkMs} ms` : ""} … `,
     );
+    const cpuBefore = cpuSecondsOf(service.proc.pid);
     const load = await driver.run({ url: service.url, kind, ...phase, couponId: coupon.measured });
+    const cpuAfter = cpuSecondsOf(service.proc.pid);
     const seconds = load.durationUs / 1e6;
     const failures = failed(load);
     const result: ScenarioResult = {
@@ -385,9 +387,12 @@ async function runScenario(
         .reduce((sum, [, n]) => sum + n, 0),
       invariants: [],
     };
+    if (cpuBefore !== null && cpuAfter !== null) {
+      result.serviceCpuUsPerRequest = ((cpuAfter - cpuBefore) * 1e6) / Math.max(1, load.requests);
+    }
     results.push(result);
     console.log(
-      `${Math.round(result.rps)} req/s (${(result.ofCeiling * 100).toFixed(1)} % of ceiling), p95 ${result.latencyMs.p95.toFixed(2)} ms, failures ${(result.failureRate * 100).toFixed(2)} %`,
+      `${Math.round(result.rps)} req/s (${(result.ofCeiling * 100).toFixed(1)} % of ceiling), p95 ${result.latencyMs.p95.toFixed(2)} ms, p99 ${result.latencyMs.p99.toFixed(2)} ms${result.serviceCpuUsPerRequest === undefined ? "" : `, service CPU ${result.serviceCpuUsPerRequest.toFixed(1)} µs/request`}, failures ${(result.failureRate * 100).toFixed(2)} %`,
     );
     if (SCENARIOS[name].phases === "breakpoint" && (result.latencyMs.p95 > 500 || result.failureRate > 0.01)) break;
   }

@@ -1,4 +1,5 @@
 /** Starting a flashcart process (or the bench's hello-world) and waiting until it listens: used by the bench and the tests. */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 
 export interface LogLine {
   msg?: string;
@@ -60,4 +61,40 @@ export async function spawnListening(
       }
     }
   }
+}
+
+/**
+ * CPU seconds (user + system) used so far by a process and every descendant it has now (a
+ * supervisor's workers), from /proc; null where there is none (not Linux). Unlike requests per
+ * second, CPU per request hardly moves when other work shares the machine.
+ */
+export function cpuSecondsOf(pid: number): number | null {
+  if (!existsSync("/proc/self/stat")) return null;
+  const ticksPerSecond = 100; // USER_HZ, 100 on every Linux architecture Bun runs on
+  const parentOf = new Map<number, number>();
+  const ticksOf = new Map<number, number>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue; // ended meanwhile
+    }
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    parentOf.set(Number(entry), Number(fields[1]));
+    ticksOf.set(Number(entry), Number(fields[11]) + Number(fields[12]));
+  }
+  if (!ticksOf.has(pid)) return null;
+  let ticks = 0;
+  for (const [candidate, own] of ticksOf) {
+    for (let p: number | undefined = candidate; p !== undefined && p > 1; p = parentOf.get(p)) {
+      if (p === pid) {
+        ticks += own;
+        break;
+      }
+    }
+  }
+  return ticks / ticksPerSecond;
 }

@@ -22,6 +22,11 @@ export interface ScenarioResult {
   failureRate: number;
   serverErrors: number;
   invariants: string[];
+  /**
+   * CPU time of the service (every worker) over the run, per request: flashcart's own cost, which
+   * hardly moves when other work shares the machine (PostgreSQL's share is not in it).
+   */
+  serviceCpuUsPerRequest?: number;
   /** PostgreSQL variants' coupon runs: pgbench's tps for the same claim (load/pgbench.ts). */
   postgres?: { tps: number } | { missing: string };
 }
@@ -88,15 +93,15 @@ export function renderMarkdown(run: BenchRun): string {
       "",
       `${settings.promise[0]?.toUpperCase()}${settings.promise.slice(1)}.`,
       "",
-      "| durability | variant | scenario | connections | think | req/s | of ceiling | of PostgreSQL | p50 ms | p95 ms | p99 ms | max ms | 2xx | 409 | failures | invariants |",
-      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+      "| durability | variant | scenario | connections | think | req/s | of ceiling | of PostgreSQL | p50 ms | p95 ms | p99 ms | max ms | service CPU µs/req | 2xx | 409 | failures | invariants |",
+      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     );
     for (const r of results) {
       const ok = Object.entries(r.statuses)
         .filter(([s]) => Number(s) >= 200 && Number(s) < 300)
         .reduce((sum, [, n]) => sum + n, 0);
       lines.push(
-        `| ${r.durability} | ${r.variant} | ${r.scenario} | ${r.connections} | ${r.thinkMs ? `${r.thinkMs} ms` : "–"} | ${Math.round(r.rps)} | ${pct(r.ofCeiling)} | ${ofPostgres(r)} | ${ms(r.latencyMs.p50)} | ${ms(r.latencyMs.p95)} | ${ms(r.latencyMs.p99)} | ${ms(r.latencyMs.max)} | ${ok} | ${r.statuses["409"] ?? 0} | ${pct(r.failureRate)} | ${r.invariants.length === 0 ? "all hold" : `**broken**: ${r.invariants.join("; ")}`} |`,
+        `| ${r.durability} | ${r.variant} | ${r.scenario} | ${r.connections} | ${r.thinkMs ? `${r.thinkMs} ms` : "–"} | ${Math.round(r.rps)} | ${pct(r.ofCeiling)} | ${ofPostgres(r)} | ${ms(r.latencyMs.p50)} | ${ms(r.latencyMs.p95)} | ${ms(r.latencyMs.p99)} | ${ms(r.latencyMs.max)} | ${r.serviceCpuUsPerRequest === undefined ? "–" : r.serviceCpuUsPerRequest.toFixed(1)} | ${ok} | ${r.statuses["409"] ?? 0} | ${pct(r.failureRate)} | ${r.invariants.length === 0 ? "all hold" : `**broken**: ${r.invariants.join("; ")}`} |`,
       );
     }
     for (const variant of new Set(results.map((r) => r.variant))) {

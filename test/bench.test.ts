@@ -51,6 +51,7 @@ const results: ScenarioResult[] = [
     rps: 25_000,
     ofCeiling: 0.25,
     latencyMs: { p50: 3.5, p95: 6.25, p99: 9, max: 30 },
+    serviceCpuUsPerRequest: 41.25,
     requests: 125_000,
     statuses: { "201": 10_000, "409": 115_000 },
     rejectionRate: 0.92,
@@ -115,7 +116,7 @@ test("the Markdown report gives the command, the tool, ratios to the ceiling and
   expect(md).toContain("wrk (wrk 4.1.0)");
   expect(md).toContain("**100000 req/s**");
   expect(md).toContain(
-    "| durable | sqlite | coupon | 100 | – | 25000 | 25.0 % | – | 3.50 | 6.25 | 9.00 | 30.0 | 10000 | 115000 | 0.00 % | all hold |",
+    "| durable | sqlite | coupon | 100 | – | 25000 | 25.0 % | – | 3.50 | 6.25 | 9.00 | 30.0 | 41.3 | 10000 | 115000 | 0.00 % | all hold |",
   );
   expect(md).toContain("**broken**: 1000 responses were 5xx");
   expect(md).toContain("Breakpoint (pg-redis, durable): at 3200 connections (p95 620 ms, failures 1.00 %).");
