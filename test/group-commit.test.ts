@@ -96,10 +96,10 @@ test("a batch commits once its units have run for the time budget, in order, and
     while (performance.now() < until) {}
   };
   let batchesWhenLoopRan = -1;
-  // Each unit works 0.6 ms against a 1 ms budget: at most two units a batch.
+  // Each unit works 2.5 ms against a 4 ms budget: at most two units a batch.
   const units = Array.from({ length: 10 }, (_, v) =>
     commits.run(() => {
-      busyFor(0.6);
+      busyFor(2.5);
       return insert.get(v);
     }),
   );
