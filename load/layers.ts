@@ -2,7 +2,7 @@
  * Where a flashcart process spends its CPU, by layer, from a `bun --cpu-prof` profile (the bench
  * writes one per variant with `--cpu-prof DIR`):
  *
- *   bun load/layers.ts DIR/sqlite-durable.cpuprofile [--requests N]
+ *   bun load/layers.ts DIR/sqlite-durable.cpuprofile [--requests N] [--from EPOCH_µs --to EPOCH_µs]
  *
  * Each sample is charged to the layer of the innermost frame that belongs to one (a file of ours or
  * a package); a native frame (SQLite's step, a crypto call, JSON) is charged to the JS frame that
@@ -59,7 +59,11 @@ function layerOfUrl(url: string): string | null {
   return null;
 }
 
-export function layersOf(profile: Profile): { busy: number; shares: Map<string, number> } {
+/** `window`: epoch µs, as the profile's startTime; samples outside it are left out. */
+export function layersOf(
+  profile: Profile,
+  window: { from: number; to: number } = { from: 0, to: Number.POSITIVE_INFINITY },
+): { busy: number; shares: Map<string, number> } {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const parentOf = new Map<number, number>();
   for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);
@@ -84,7 +88,10 @@ export function layersOf(profile: Profile): { busy: number; shares: Map<string, 
 
   const shares = new Map<string, number>();
   let busy = 0;
+  let at = profile.startTime;
   for (const [i, id] of profile.samples.entries()) {
+    at += profile.timeDeltas[i] ?? 0;
+    if (at < window.from || at > window.to) continue;
     const node = byId.get(id);
     const micros = profile.timeDeltas[i + 1] ?? 0;
     if (node === undefined || (IDLE.has(node.callFrame.functionName) && node.callFrame.url === "")) continue;
@@ -99,7 +106,7 @@ if (import.meta.main) {
   const { values, positionals } = parseArgs({
     args: Bun.argv.slice(2),
     allowPositionals: true,
-    options: { requests: { type: "string" } },
+    options: { requests: { type: "string" }, from: { type: "string" }, to: { type: "string" } },
   });
   const file = positionals[0];
   if (file === undefined) {
@@ -107,10 +114,13 @@ if (import.meta.main) {
     process.exit(2);
   }
   const profile = JSON.parse(readFileSync(file, "utf8")) as Profile;
-  const { busy, shares } = layersOf(profile);
+  const { busy, shares } = layersOf(profile, {
+    from: values.from === undefined ? 0 : Number(values.from),
+    to: values.to === undefined ? Number.POSITIVE_INFINITY : Number(values.to),
+  });
   const requests = values.requests === undefined ? null : Number(values.requests);
   const wall = profile.endTime - profile.startTime;
-  console.log(`${file}: ${(busy / 1e6).toFixed(2)} s busy of ${(wall / 1e6).toFixed(2)} s profiled`);
+  console.log(`${file}: ${(busy / 1e6).toFixed(2)} s sampled (the whole profile: ${(wall / 1e6).toFixed(2)} s)`);
   console.log(`| layer | share of busy CPU |${requests === null ? "" : " µs per request |"}`);
   console.log(`|---|---:|${requests === null ? "" : "---:|"}`);
   for (const [layer, micros] of [...shares].sort((a, b) => b[1] - a[1])) {
