@@ -304,21 +304,24 @@ async function runVariant(
           measured: 2 * index + 1,
           warmUp: 2 * index + 2,
         });
-        if (deployment.postgres !== undefined && variant !== "sqlite" && name === "coupon") {
-          // PostgreSQL's own ceiling for this variant's claim, checked by the same invariants below.
+        const { kind } = SCENARIOS[name];
+        if (deployment.postgres !== undefined && variant !== "sqlite" && (name === "coupon" || name === "order")) {
+          // PostgreSQL's own ceiling for this variant's claim, or for an order, checked by the same invariants below.
           const ceiling = await postgresCeiling({
             url: options.pgUrl,
             ...deployment.postgres,
-            strategy: variant.slice("pg-".length) as CouponStrategy,
+            of:
+              kind === "coupon"
+                ? { claim: variant.slice("pg-".length) as CouponStrategy, supply: couponSupply(options) }
+                : { order: { products: PRODUCTS, price: PRICE } },
             users: options.users,
-            supply: couponSupply(options),
             clients: options.pgPool * options.workers,
             seconds: options.duration,
             synchronousCommit: durabilitySettings[durability].pgSynchronousCommit,
           });
           for (const r of scenarioResults) r.postgres = ceiling;
           console.log(
-            `  ${variant} pgbench, the same claim: ${"tps" in ceiling ? `${Math.round(ceiling.tps)} tps` : ceiling.missing}`,
+            `  ${variant} pgbench, the same ${kind === "coupon" ? "claim" : "order"}: ${"tps" in ceiling ? `${Math.round(ceiling.tps)} tps` : ceiling.missing}`,
           );
         }
         const broken = await deployment.invariants();

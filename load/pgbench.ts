@@ -1,9 +1,10 @@
 /**
- * PostgreSQL's own ceiling for a variant's coupon claim. pgbench (shipped with PostgreSQL) runs the
- * statements the variant's adapter sends for one claim, with nothing in between (no HTTP, no Bun),
- * against the same database and users, on a fresh drop of the same supply, for the same duration,
- * with as many clients as the service has pool connections (the most claims it can have in flight
- * in PostgreSQL). A variant's claims/s over this tps is its adapter efficiency.
+ * PostgreSQL's own ceiling for a variant's coupon claim, and for an order. pgbench (shipped with
+ * PostgreSQL) runs the statements the adapter sends for one claim (per strategy) or one order (the
+ * same for every strategy), with nothing in between (no HTTP, no Bun), against the same database and
+ * users (a claim on a fresh drop of the same supply), for the same duration, with as many clients as
+ * the service has pool connections (the most it can have in flight in PostgreSQL). A variant's
+ * requests/s over this tps is its adapter efficiency.
  */
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -81,6 +82,29 @@ export function claimScript(strategy: CouponStrategy): string {
   }
 }
 
+/**
+ * The pgbench script of one order of one unit of a random product by a random user, paid in points:
+ * the two statements src/store/pg/orders.ts sends (the order's facts, then place_order), in
+ * autocommit. The facts' columns are summed into one number so that none of them is planned away.
+ */
+export function orderScript(): string {
+  return [
+    "\\set u random(1, :users)",
+    "\\set p random(1, :products)",
+    "SELECT order_id, (user_exists::int + coalesce(length(stored::text), 0) + length(prices::text) + coalesce(length(held::text), 0)) AS facts FROM (SELECT",
+    "  EXISTS (SELECT 1 FROM users WHERE id = :u) AS user_exists,",
+    "  (SELECT json_build_object('fingerprint', fingerprint, 'statusCode', status_code, 'responseBody', response_body)",
+    "     FROM idempotency_keys WHERE user_id = :u AND key = NULL) AS stored,",
+    "  (SELECT json_agg(p.price ORDER BY asked.position)",
+    "     FROM unnest(ARRAY[:p]::int[]) WITH ORDINALITY AS asked(id, position) LEFT JOIN products p ON p.id = asked.id) AS prices,",
+    "  (SELECT json_build_object('ownerId', uc.user_id, 'status', uc.status, 'expiresAt', uc.expires_at,",
+    "          'discountType', c.discount_type, 'discountValue', c.discount_value, 'maxDiscount', c.max_discount, 'minOrderAmount', c.min_order_amount)",
+    "     FROM user_coupons uc JOIN coupons c ON c.id = uc.coupon_id WHERE uc.id = NULL) AS held,",
+    "  nextval(pg_get_serial_sequence('orders', 'id'))::int AS order_id) AS f \\gset",
+    "SELECT place_order(:order_id, :u, ARRAY[:p]::int[], ARRAY[1]::int[], ARRAY[:price]::bigint[], NULL::int, :price, 0, :price, 0, NULL::text, NULL::text, NULL::int, NULL::text);",
+  ].join("\n");
+}
+
 /** The tps line of pgbench's report ("tps = 1035.109278 (without initial connection time)"). */
 export function parseTps(output: string): number | null {
   const match = /^tps = ([0-9.]+) \(without initial connection time\)$/m.exec(output);
@@ -106,9 +130,9 @@ export interface CeilingRun {
   schema: string;
   /** Open on that schema: the fresh drop is created with it. */
   sql: postgres.Sql;
-  strategy: CouponStrategy;
+  /** A claim with this strategy on a fresh drop of `supply`; or an order of one of `products` (ids 1…n) at `price`. */
+  of: { claim: CouponStrategy; supply: number } | { order: { products: number; price: number } };
   users: number;
-  supply: number;
   clients: number;
   seconds: number;
   synchronousCommit: "on" | "off";
@@ -117,19 +141,29 @@ export interface CeilingRun {
 export async function postgresCeiling(run: CeilingRun): Promise<Ceiling> {
   const pgbench = findPgbench();
   if (pgbench === null) return { missing: "pgbench not installed" };
-  const [drop] = await run.sql<{ id: number }[]>`
-    INSERT INTO coupons (name, discount_type, discount_value, min_order_amount, valid_days, total_quantity, issued_quantity, created_at)
-    VALUES ('pgbench', 'FIXED', 1000, 0, 30, ${run.supply}, 0, 0) RETURNING id`;
-  if (drop === undefined) throw new Error("could not create the pgbench drop");
+  let script: { name: string; text: string; variables: Record<string, number> };
+  if ("claim" in run.of) {
+    const [drop] = await run.sql<{ id: number }[]>`
+      INSERT INTO coupons (name, discount_type, discount_value, min_order_amount, valid_days, total_quantity, issued_quantity, created_at)
+      VALUES ('pgbench', 'FIXED', 1000, 0, 30, ${run.of.supply}, 0, 0) RETURNING id`;
+    if (drop === undefined) throw new Error("could not create the pgbench drop");
+    script = { name: `claim-${run.of.claim}`, text: claimScript(run.of.claim), variables: { coupon: drop.id } };
+  } else {
+    script = { name: "order", text: orderScript(), variables: { ...run.of.order } };
+  }
   const workDir = mkdtempSync(join(tmpdir(), "flashcart-pgbench-"));
-  const script = join(workDir, `claim-${run.strategy}.sql`);
-  await Bun.write(script, `${claimScript(run.strategy)}\n`);
+  const file = join(workDir, `${script.name}.sql`);
+  await Bun.write(file, `${script.text}\n`);
+  const variables = Object.entries({ users: run.users, ...script.variables }).flatMap(([name, value]) => [
+    "-D",
+    `${name}=${value}`,
+  ]);
   const url = new URL(run.url);
   const result = Bun.spawnSync(
     [
       pgbench,
       ...["-n", "-M", "prepared", "-c", String(run.clients), "-j", "2", "-T", String(run.seconds)],
-      ...["-f", script, "-D", `users=${run.users}`, "-D", `coupon=${drop.id}`],
+      ...["-f", file, ...variables],
       ...["-h", url.hostname, "-p", url.port || "5432", "-U", decodeURIComponent(url.username || "postgres")],
       decodeURIComponent(url.pathname.slice(1)),
     ],

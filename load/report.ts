@@ -27,11 +27,11 @@ export interface ScenarioResult {
    * hardly moves when other work shares the machine (PostgreSQL's share is not in it).
    */
   serviceCpuUsPerRequest?: number;
-  /** PostgreSQL variants' coupon runs: pgbench's tps for the same claim (load/pgbench.ts). */
+  /** PostgreSQL variants' coupon and order runs: pgbench's tps for the same claim or order (load/pgbench.ts). */
   postgres?: { tps: number } | { missing: string };
 }
 
-/** Adapter efficiency: claims/s over pgbench's tps for the same claim ("–" where not measured). */
+/** Adapter efficiency: requests/s over pgbench's tps for the same claim or order ("–" where not measured). */
 function ofPostgres(r: ScenarioResult): string {
   if (r.postgres === undefined) return "–";
   if ("missing" in r.postgres) return r.postgres.missing;
@@ -82,7 +82,7 @@ export function renderMarkdown(run: BenchRun): string {
     `Ceiling (bare Bun.serve hello-world, same tool and connections): **${Math.round(run.ceilingRps)} req/s**.`,
     "",
     "Figures are grouped by durability class (src/durability.ts); compare them within a class.",
-    "\"of PostgreSQL\" (PostgreSQL variants, coupon runs): claims/s over pgbench's tps for the same claim's statements on the same database, clients = pool connections (load/pgbench.ts).",
+    "\"of PostgreSQL\" (PostgreSQL variants, coupon and order runs): requests/s over pgbench's tps for the same claim's or order's statements on the same database, clients = pool connections (load/pgbench.ts).",
   ];
   for (const name of classesOf(run.results)) {
     const settings = run.durability[name] ?? durabilitySettings[name];

@@ -42,9 +42,8 @@ describe.each(runnable ? couponStrategies.map((s) => [s]) : [])("pgbench, %s", (
         url: TEST_DATABASE_URL,
         schema,
         sql,
-        strategy,
+        of: { claim: strategy, supply: 100 },
         users: 300,
-        supply: 100,
         clients: 4,
         seconds: 1,
         synchronousCommit: "off",
@@ -60,6 +59,47 @@ describe.each(runnable ? couponStrategies.map((s) => [s]) : [])("pgbench, %s", (
       expect(drop?.held).toBe(drop?.distinct);
       expect(drop?.issued).toBeLessThanOrEqual(100);
       expect(drop?.issued).toBeGreaterThan(0);
+    } finally {
+      await sql.unsafe(`DROP SCHEMA "${schema}" CASCADE`);
+      await sql.end({ timeout: 5 });
+    }
+  });
+});
+
+describe.each(runnable ? [["order"]] : [])("pgbench, %s", () => {
+  test("a second of orders by 300 users: tps measured, each a whole paid order (stock, points, rows agree)", async () => {
+    const schema = `flashcart_pgbench_${process.pid}_${randomBytes(4).toString("hex")}`;
+    const db = await openPg({ url: TEST_DATABASE_URL, schema, poolMax: 1, statementTimeoutMs: 10_000 });
+    await db.$client.end();
+    const sql = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {}, connection: { search_path: schema } });
+    try {
+      await sql`INSERT INTO users (name, balance, created_at) SELECT 'u' || g, 1000000, 0 FROM generate_series(1, 300) g`;
+      await sql`INSERT INTO products (name, price, stock, created_at) SELECT 'p' || g, 100, 1000000, 0 FROM generate_series(1, 5) g`;
+      const ceiling = await postgresCeiling({
+        url: TEST_DATABASE_URL,
+        schema,
+        sql,
+        of: { order: { products: 5, price: 100 } },
+        users: 300,
+        clients: 4,
+        seconds: 1,
+        synchronousCommit: "off",
+      });
+      expect("tps" in ceiling && ceiling.tps > 0).toBe(true);
+      const [totals] = await sql<{ orders: number; lines: number; sold: number; spent: number; history: number }[]>`
+        SELECT (SELECT count(*)::int FROM orders WHERE status = 'PAID' AND paid_amount = 100) AS orders,
+               (SELECT count(*)::int FROM order_items WHERE quantity = 1 AND unit_price = 100) AS lines,
+               (SELECT (5 * 1000000 - sum(stock))::int FROM products) AS sold,
+               (SELECT (300 * 1000000 - sum(balance))::int FROM users) AS spent,
+               (SELECT count(*)::int FROM point_history WHERE type = 'USE' AND amount = 100) AS history`;
+      expect(totals?.orders).toBeGreaterThan(0);
+      expect(totals).toEqual({
+        orders: totals?.orders as number,
+        lines: totals?.orders as number,
+        sold: totals?.orders as number,
+        spent: 100 * (totals?.orders as number),
+        history: totals?.orders as number,
+      });
     } finally {
       await sql.unsafe(`DROP SCHEMA "${schema}" CASCADE`);
       await sql.end({ timeout: 5 });
