@@ -7,6 +7,7 @@ import {
   type SqliteSynchronous,
   sqliteSynchronousLevels,
 } from "./durability.ts";
+import { REDIS_TIMEOUT_MS } from "./redis-link.ts";
 import { type CouponStrategy, couponStrategies } from "./store/pg/coupon-strategies.ts";
 
 /**
@@ -74,6 +75,8 @@ const envSchema = z.object({
     .string()
     .regex(/^rediss?:\/\/./, "expected redis://host:port")
     .default("redis://127.0.0.1:6379"),
+  /** Bound on one Redis command, connecting included: past it, 503 (coupon claims) or uncounted (rate limits). */
+  REDIS_TIMEOUT_MS: z.coerce.number().int().min(10).max(60_000).default(REDIS_TIMEOUT_MS),
   /** Prepended to every rate-limit key in Redis: deployments sharing one Redis need different prefixes. */
   RATE_LIMIT_REDIS_PREFIX: z.string().min(1).default("flashcart:rate-limit:"),
 });
@@ -95,6 +98,8 @@ export interface Config {
   rateLimit: RateLimits;
   /** Where the workers count rate limits together; null: each process counts alone, in memory. */
   sharedRateLimits: { redisUrl: string; prefix: string } | null;
+  /** Bound on one Redis command, connecting included (coupon strategy and shared rate limits alike). */
+  redisTimeoutMs: number;
   pg: PgConfig;
 }
 
@@ -158,6 +163,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       e.WORKERS > 1 && present.REDIS_URL !== undefined
         ? { redisUrl: e.REDIS_URL, prefix: e.RATE_LIMIT_REDIS_PREFIX }
         : null,
+    redisTimeoutMs: e.REDIS_TIMEOUT_MS,
     pg: {
       poolMax: e.PG_POOL_MAX,
       statementTimeoutMs: e.PG_STATEMENT_TIMEOUT_MS,

@@ -17,6 +17,7 @@ describe("loadConfig", () => {
       jwtSecret: null,
       rateLimit: { windowMs: 10_000, couponClaims: 50, orders: 50 },
       sharedRateLimits: null,
+      redisTimeoutMs: 200,
       pg: {
         poolMax: 10,
         statementTimeoutMs: 5000,
@@ -46,6 +47,7 @@ describe("loadConfig", () => {
       PG_SYNCHRONOUS_COMMIT: "off",
       COUPON_STRATEGY: "redis",
       REDIS_URL: "redis://cache:6380",
+      REDIS_TIMEOUT_MS: "300",
     });
     expect(config).toEqual({
       port: 8080,
@@ -60,6 +62,7 @@ describe("loadConfig", () => {
       jwtSecret: "s".repeat(32),
       rateLimit: { windowMs: 1000, couponClaims: 0, orders: 7 },
       sharedRateLimits: null,
+      redisTimeoutMs: 300,
       pg: {
         poolMax: 3,
         statementTimeoutMs: 900,

@@ -5,6 +5,7 @@ import pg0 from "../../drizzle/pg/0000_init.sql" with { type: "text" };
 import pg1 from "../../drizzle/pg/0001_take_coupon.sql" with { type: "text" };
 import pg2 from "../../drizzle/pg/0002_place_order.sql" with { type: "text" };
 import pg3 from "../../drizzle/pg/0003_sharded_coupons.sql" with { type: "text" };
+import pg4 from "../../drizzle/pg/0004_database_identity.sql" with { type: "text" };
 import sqlite0 from "../../drizzle/sqlite/0000_init.sql" with { type: "text" };
 import sqlite1 from "../../drizzle/sqlite/0001_drop_order_items_product_index.sql" with { type: "text" };
 
@@ -24,4 +25,5 @@ export const pgMigrations: EmbeddedMigration[] = [
   { tag: "0001_take_coupon", when: 1795613386798, breakpoints: true, sql: pg1 },
   { tag: "0002_place_order", when: 1795614088355, breakpoints: true, sql: pg2 },
   { tag: "0003_sharded_coupons", when: 1795616754650, breakpoints: true, sql: pg3 },
+  { tag: "0004_database_identity", when: 1795619887446, breakpoints: true, sql: pg4 },
 ];

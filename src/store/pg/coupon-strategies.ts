@@ -1,9 +1,9 @@
-import type { RedisClient } from "bun";
 import { and, eq } from "drizzle-orm";
 import type postgres from "postgres";
 import type { IssueWindow } from "../../domain/coupon.ts";
 import type { AsyncStorage } from "../../domain/script.ts";
 import type { ClaimCoupon, ClaimRefusal, ClaimStorage } from "../../domain/writes.ts";
+import type { RedisLink } from "../../redis-link.ts";
 import { must } from "../rows.ts";
 import type { PgDb } from "./database.ts";
 import { RedisCouponGate } from "./redis-gate.ts";
@@ -206,7 +206,7 @@ function takenOrRefusal(taken: number): number | ClaimRefusal {
   return taken;
 }
 
-export function strategyOf(name: CouponStrategy, db: PgDb, redis?: { client: RedisClient; prefix: string }): Strategy {
+export function strategyOf(name: CouponStrategy, db: PgDb, redis?: { client: RedisLink; prefix: string }): Strategy {
   const facts = new ClaimFacts(db);
   switch (name) {
     case "atomic":
