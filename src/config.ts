@@ -9,6 +9,7 @@ import {
 } from "./durability.ts";
 import { REDIS_TIMEOUT_MS } from "./redis-link.ts";
 import { type CouponStrategy, couponStrategies } from "./store/pg/coupon-strategies.ts";
+import { PG_CONNECT_TIMEOUT_MS } from "./store/pg/database.ts";
 
 /**
  * Configuration comes from the environment only, validated once at start-up. A bad value stops the
@@ -66,6 +67,8 @@ const envSchema = z.object({
   RATE_LIMIT_ORDERS: z.coerce.number().int().min(0).max(1_000_000).default(50),
   PG_POOL_MAX: z.coerce.number().int().min(1).max(1000).default(10),
   PG_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
+  /** Bound on opening one PostgreSQL connection: past it, the request waiting for it is answered 503. */
+  PG_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(10).max(60_000).default(PG_CONNECT_TIMEOUT_MS),
   /** on (durable): the commit's WAL is flushed before the answer; off (relaxed): like SQLite's NORMAL. */
   PG_SYNCHRONOUS_COMMIT: z.enum(pgSynchronousCommitLevels).default("on"),
   /** How PostgreSQL hands out a drop: atomic | pessimistic | optimistic | redis (see README). */
@@ -110,6 +113,7 @@ export type DatabaseConfig =
 export interface PgConfig {
   poolMax: number;
   statementTimeoutMs: number;
+  connectTimeoutMs: number;
   synchronousCommit: PgSynchronousCommit;
   couponStrategy: CouponStrategy;
   redisUrl: string;
@@ -167,6 +171,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     pg: {
       poolMax: e.PG_POOL_MAX,
       statementTimeoutMs: e.PG_STATEMENT_TIMEOUT_MS,
+      connectTimeoutMs: e.PG_CONNECT_TIMEOUT_MS,
       synchronousCommit: e.PG_SYNCHRONOUS_COMMIT,
       couponStrategy: e.COUPON_STRATEGY,
       redisUrl: e.REDIS_URL,

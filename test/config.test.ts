@@ -21,6 +21,7 @@ describe("loadConfig", () => {
       pg: {
         poolMax: 10,
         statementTimeoutMs: 5000,
+        connectTimeoutMs: 1000,
         synchronousCommit: "on",
         couponStrategy: "atomic",
         redisUrl: "redis://127.0.0.1:6379",
@@ -44,6 +45,7 @@ describe("loadConfig", () => {
       RATE_LIMIT_ORDERS: "7",
       PG_POOL_MAX: "3",
       PG_STATEMENT_TIMEOUT_MS: "900",
+      PG_CONNECT_TIMEOUT_MS: "1500",
       PG_SYNCHRONOUS_COMMIT: "off",
       COUPON_STRATEGY: "redis",
       REDIS_URL: "redis://cache:6380",
@@ -66,6 +68,7 @@ describe("loadConfig", () => {
       pg: {
         poolMax: 3,
         statementTimeoutMs: 900,
+        connectTimeoutMs: 1500,
         synchronousCommit: "off",
         couponStrategy: "redis",
         redisUrl: "redis://cache:6380",

@@ -19,6 +19,7 @@ export async function openStore(config: Pick<Config, "database" | "sqlite" | "pg
       schema: database.schema,
       poolMax: config.pg.poolMax,
       statementTimeoutMs: config.pg.statementTimeoutMs,
+      connectTimeoutMs: config.pg.connectTimeoutMs,
       synchronousCommit: config.pg.synchronousCommit,
     });
     const { couponStrategy } = config.pg;

@@ -12,6 +12,7 @@ import { must, toCoupon, toHistoryEntry, toUserCoupons } from "../rows.ts";
 import { ScriptedWrites } from "../scripted-writes.ts";
 import { type CouponStrategy, type Strategy, strategyOf } from "./coupon-strategies.ts";
 import type { PgDb } from "./database.ts";
+import { answeringPgFaults } from "./faults.ts";
 import { orderMoves } from "./orders.ts";
 import { coupons, idempotencyKeys, orderItems, orders, pointHistory, products, userCoupons, users } from "./schema.ts";
 import { lineColumns, type TxStorage } from "./writes.ts";
@@ -74,6 +75,8 @@ export class PgStore extends ScriptedWrites implements Store {
       db,
       redis === undefined ? undefined : { client: redis, prefix: redisPrefix ?? "flashcart:" },
     );
+    // A fault of PostgreSQL (down, starting, out of connections) is answered 503, for every operation.
+    answeringPgFaults(this);
   }
 
   /** For the redis strategy: copies every drop's state from PostgreSQL into Redis (at start-up). */
