@@ -10,6 +10,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import postgres from "postgres";
 import { brokenInvariants } from "../load/invariants.ts";
 import { Unavailable } from "../src/domain/errors.ts";
+import { openPg } from "../src/store/pg/database.ts";
 import { pgFault } from "../src/store/pg/faults.ts";
 import { type Client, expectProblem, type Reply } from "./support/api.ts";
 import {
@@ -116,48 +117,82 @@ test("a crash in the middle of a stream of orders: each answered 201 or 503; eve
   const pg = await cluster();
   const app = await launch({ DATABASE_URL: pg.url, PG_POOL_MAX: "4" });
   const { product, buyers } = await shop(app, 4);
-  const attempts = Array.from({ length: 120 }, (_, i) => ({
-    buyer: buyers[i % buyers.length] as Shop["buyers"][0],
-    key: `stream-${i}`,
-  }));
-  const place = ({ buyer, key }: (typeof attempts)[0]) =>
+  interface Attempt {
+    buyer: Shop["buyers"][0];
+    key: string;
+    reply?: Reply;
+  }
+  const attempts: Attempt[] = [];
+  const place = ({ buyer, key }: Attempt) =>
     buyer.client.order(buyer.id, [{ productId: product.id, quantity: 1 }], undefined, { "Idempotency-Key": key });
 
-  // Eight callers place the orders one after another; the server crashes once 20 are committed.
-  const replies: Reply[] = [];
-  let next = 0;
-  const callers = Array.from({ length: 8 }, async () => {
-    while (next < attempts.length) {
-      const i = next++;
-      replies[i] = await place(attempts[i] as (typeof attempts)[0]);
+  // Eight callers place orders one after another, until each has been answered 503 after the crash,
+  // which comes once 20 orders are committed.
+  let crashed = false;
+  const callers = Array.from({ length: 8 }, async (_, caller) => {
+    for (let n = 0; ; n++) {
+      const attempt: Attempt = { buyer: buyers[caller % buyers.length] as Shop["buyers"][0], key: `${caller}-${n}` };
+      attempts.push(attempt);
+      const seenCrash = crashed;
+      attempt.reply = await place(attempt);
+      if (seenCrash && attempt.reply.status !== 201) return;
     }
   });
   const watcher = auditorOf(pg);
   await until(async () => ((await watcher`SELECT count(*)::int AS n FROM orders`)[0]?.n ?? 0) >= 20);
   await watcher.end({ timeout: 1 });
   await pg.stop("immediate");
+  crashed = true;
   await Promise.all(callers);
-  const statuses = new Set(replies.map((r) => r.status));
-  expect([...statuses].sort()).toEqual([201, 503]);
+  const replies = attempts.map((attempt) => attempt.reply as Reply);
+  expect([...new Set(replies.map((r) => r.status))].sort()).toEqual([201, 503]);
   for (const reply of replies) if (reply.status === 503) expectUnavailable(reply);
 
   await pg.start();
   await until(() => ready(app));
   const auditor = auditorOf(pg);
   const acknowledged = replies.filter((r) => r.status === 201).map((r) => r.body.id as number);
-  const kept = await auditor<
-    { id: number }[]
-  >`SELECT id FROM orders WHERE id IN ${auditor(acknowledged.length > 0 ? acknowledged : [0])}`;
+  const kept = await auditor`SELECT id FROM orders WHERE id IN ${auditor(acknowledged)}`;
   expect(kept.length).toBe(acknowledged.length);
 
   // Retried with the same key, a refused order is placed now, or replayed if it had in fact committed.
-  const retried = await Promise.all(attempts.filter((_, i) => replies[i]?.status === 503).map(place));
+  const retried = await Promise.all(attempts.filter((attempt) => attempt.reply?.status === 503).map(place));
   expect(retried.filter((r) => r.status !== 201)).toEqual([]);
   const [{ orders, paid } = { orders: -1, paid: -1 }] = await auditor<{ orders: number; paid: number }[]>`
     SELECT count(*)::int AS orders, coalesce(sum(paid_amount), 0)::int AS paid FROM orders`;
   expect({ orders, paid }).toEqual({ orders: attempts.length, paid: attempts.length * 100 });
   expect(await brokenInvariants(auditor, new Map([[product.id, 1000]]))).toEqual([]);
   expect(await app.stop()).toBe(0);
+});
+
+test("after a crash with queries in flight, every connection of the pool works once the server is back (postgres.js patched: patches/postgres@3.4.9.patch), five crashes over", async () => {
+  const pg = await cluster();
+  const db = await openPg({ url: pg.url, schema: null, poolMax: 4, statementTimeoutMs: 5000 });
+  cleanups.push(() => db.$client.end({ timeout: 1 }));
+  for (let crash = 1; crash <= 5; crash++) {
+    let sent = 0;
+    let stop = false;
+    const load = Array.from({ length: 8 }, async () => {
+      while (!stop) {
+        sent++;
+        await db.$client`SELECT ${sent}::int AS n, pg_sleep(0.002)`.catch(() => {});
+      }
+    });
+    await until(async () => sent >= 40);
+    await pg.stop("immediate");
+    stop = true;
+    await Promise.all(load);
+    await pg.start();
+    const answers = await Promise.all(
+      Array.from({ length: 40 }, () =>
+        db.$client`SELECT 1 AS one`.then(
+          () => "ok",
+          (error: { code?: string; message?: string }) => `${error.code}: ${error.message}`,
+        ),
+      ),
+    );
+    expect({ crash, failed: answers.filter((answer) => answer !== "ok") }).toEqual({ crash, failed: [] });
+  }
 });
 
 test("a server that takes connections but never answers them (postmaster stopped with SIGSTOP): 503 after the connect timeout, then it recovers", async () => {
