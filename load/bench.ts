@@ -24,6 +24,7 @@ import { RedisClient } from "bun";
 import postgres from "postgres";
 import { type Durability, durabilityClasses, durabilitySettings } from "../src/durability.ts";
 import { type CouponStrategy, couponStrategies } from "../src/store/pg/coupon-strategies.ts";
+import { redisPrefixOf } from "../src/store/pg/redis-gate.ts";
 import { brokenInvariants } from "./invariants.ts";
 import { postgresCeiling } from "./pgbench.ts";
 import { cpuSecondsOf, type ListeningProcess, spawnListening } from "./process.ts";
@@ -249,10 +250,13 @@ async function deploy(variant: Variant, durability: Durability, options: Options
     invariants: () => brokenInvariants(auditor, initialStock()),
     postgres: { schema, sql: auditor },
     async cleanup() {
+      // The redis strategy's keys carry the database's identity (flashcart:<id>:), gone with the schema.
+      const prefix = await redisPrefixOf(auditor).catch(() => null);
       await auditor.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
       await auditor.end({ timeout: 5 });
+      if (prefix === null) return;
       const redis = new RedisClient(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
-      const keys = (await redis.send("KEYS", [`flashcart:${schema}:*`])) as string[];
+      const keys = (await redis.send("KEYS", [`${prefix}*`])) as string[];
       if (keys.length > 0) await redis.send("DEL", keys);
       redis.close();
     },

@@ -7,7 +7,9 @@ import {
   type SqliteSynchronous,
   sqliteSynchronousLevels,
 } from "./durability.ts";
+import { REDIS_TIMEOUT_MS } from "./redis-link.ts";
 import { type CouponStrategy, couponStrategies } from "./store/pg/coupon-strategies.ts";
+import { PG_CONNECT_TIMEOUT_MS } from "./store/pg/database.ts";
 
 /**
  * Configuration comes from the environment only, validated once at start-up. A bad value stops the
@@ -65,6 +67,8 @@ const envSchema = z.object({
   RATE_LIMIT_ORDERS: z.coerce.number().int().min(0).max(1_000_000).default(50),
   PG_POOL_MAX: z.coerce.number().int().min(1).max(1000).default(10),
   PG_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
+  /** Bound on opening one PostgreSQL connection: past it, the request waiting for it is answered 503. */
+  PG_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(10).max(60_000).default(PG_CONNECT_TIMEOUT_MS),
   /** on (durable): the commit's WAL is flushed before the answer; off (relaxed): like SQLite's NORMAL. */
   PG_SYNCHRONOUS_COMMIT: z.enum(pgSynchronousCommitLevels).default("on"),
   /** How PostgreSQL hands out a drop: atomic | pessimistic | optimistic | redis (see README). */
@@ -74,6 +78,8 @@ const envSchema = z.object({
     .string()
     .regex(/^rediss?:\/\/./, "expected redis://host:port")
     .default("redis://127.0.0.1:6379"),
+  /** Bound on one Redis command, connecting included: past it, 503 (coupon claims) or uncounted (rate limits). */
+  REDIS_TIMEOUT_MS: z.coerce.number().int().min(10).max(60_000).default(REDIS_TIMEOUT_MS),
   /** Prepended to every rate-limit key in Redis: deployments sharing one Redis need different prefixes. */
   RATE_LIMIT_REDIS_PREFIX: z.string().min(1).default("flashcart:rate-limit:"),
 });
@@ -95,6 +101,8 @@ export interface Config {
   rateLimit: RateLimits;
   /** Where the workers count rate limits together; null: each process counts alone, in memory. */
   sharedRateLimits: { redisUrl: string; prefix: string } | null;
+  /** Bound on one Redis command, connecting included (coupon strategy and shared rate limits alike). */
+  redisTimeoutMs: number;
   pg: PgConfig;
 }
 
@@ -105,6 +113,7 @@ export type DatabaseConfig =
 export interface PgConfig {
   poolMax: number;
   statementTimeoutMs: number;
+  connectTimeoutMs: number;
   synchronousCommit: PgSynchronousCommit;
   couponStrategy: CouponStrategy;
   redisUrl: string;
@@ -158,9 +167,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       e.WORKERS > 1 && present.REDIS_URL !== undefined
         ? { redisUrl: e.REDIS_URL, prefix: e.RATE_LIMIT_REDIS_PREFIX }
         : null,
+    redisTimeoutMs: e.REDIS_TIMEOUT_MS,
     pg: {
       poolMax: e.PG_POOL_MAX,
       statementTimeoutMs: e.PG_STATEMENT_TIMEOUT_MS,
+      connectTimeoutMs: e.PG_CONNECT_TIMEOUT_MS,
       synchronousCommit: e.PG_SYNCHRONOUS_COMMIT,
       couponStrategy: e.COUPON_STRATEGY,
       redisUrl: e.REDIS_URL,

@@ -17,9 +17,11 @@ describe("loadConfig", () => {
       jwtSecret: null,
       rateLimit: { windowMs: 10_000, couponClaims: 50, orders: 50 },
       sharedRateLimits: null,
+      redisTimeoutMs: 200,
       pg: {
         poolMax: 10,
         statementTimeoutMs: 5000,
+        connectTimeoutMs: 1000,
         synchronousCommit: "on",
         couponStrategy: "atomic",
         redisUrl: "redis://127.0.0.1:6379",
@@ -43,9 +45,11 @@ describe("loadConfig", () => {
       RATE_LIMIT_ORDERS: "7",
       PG_POOL_MAX: "3",
       PG_STATEMENT_TIMEOUT_MS: "900",
+      PG_CONNECT_TIMEOUT_MS: "1500",
       PG_SYNCHRONOUS_COMMIT: "off",
       COUPON_STRATEGY: "redis",
       REDIS_URL: "redis://cache:6380",
+      REDIS_TIMEOUT_MS: "300",
     });
     expect(config).toEqual({
       port: 8080,
@@ -60,9 +64,11 @@ describe("loadConfig", () => {
       jwtSecret: "s".repeat(32),
       rateLimit: { windowMs: 1000, couponClaims: 0, orders: 7 },
       sharedRateLimits: null,
+      redisTimeoutMs: 300,
       pg: {
         poolMax: 3,
         statementTimeoutMs: 900,
+        connectTimeoutMs: 1500,
         synchronousCommit: "off",
         couponStrategy: "redis",
         redisUrl: "redis://cache:6380",

@@ -1,14 +1,17 @@
 /**
  * The redis coupon strategy's own promises: Redis mirrors PostgreSQL (remaining supply and holders),
- * is rebuilt from it at start-up, reloads a drop it lost, and gives a reservation back when the
- * PostgreSQL write refuses it. Runs when TEST_DATABASE_URL names a PostgreSQL server.
+ * is rebuilt from it at start-up, reloads a drop it lost, gives a reservation back when the
+ * PostgreSQL write refuses it, and comes down to the truth when it had slots PostgreSQL has not.
+ * Runs when TEST_DATABASE_URL names a PostgreSQL server.
  */
 
 import { describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { RedisClient } from "bun";
 import { DomainError } from "../src/domain/errors.ts";
+import { RedisLink } from "../src/redis-link.ts";
 import { openPg } from "../src/store/pg/database.ts";
+import { redisPrefixOf } from "../src/store/pg/redis-gate.ts";
 import { PgStore } from "../src/store/pg/store.ts";
 import { backends, TEST_DATABASE_URL } from "./support/server.ts";
 
@@ -21,14 +24,14 @@ const codeOf = async (run: Promise<unknown>) =>
 describe.each(backends.includes("pg-redis") ? ["pg-redis"] : [])("%s", () => {
   test("Redis mirrors PostgreSQL, is rebuilt at start-up, reloads what it lost, and hands back refused reservations", async () => {
     const schema = `flashcart_redis_${process.pid}_${randomBytes(4).toString("hex")}`;
-    const prefix = `flashcart-test:${schema}:`;
-    const redis = new RedisClient(process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379");
-    const open = async () =>
-      new PgStore(await openPg({ url: TEST_DATABASE_URL, schema, poolMax: 4, statementTimeoutMs: 5000 }), {
-        couponStrategy: "redis",
-        redis: new RedisClient(process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379"),
-        redisPrefix: prefix,
-      });
+    const redisUrl = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+    const redis = new RedisClient(redisUrl);
+    let prefix = "";
+    const open = async () => {
+      const db = await openPg({ url: TEST_DATABASE_URL, schema, poolMax: 4, statementTimeoutMs: 5000 });
+      prefix = await redisPrefixOf(db.$client);
+      return new PgStore(db, { couponStrategy: "redis", redis: new RedisLink(redisUrl), redisPrefix: prefix });
+    };
     let store = await open();
     const remaining = async (couponId: number) =>
       Number(await redis.send("GET", [`${prefix}coupon:${couponId}:remaining`]));
@@ -80,6 +83,14 @@ describe.each(backends.includes("pg-redis") ? ["pg-redis"] : [])("%s", () => {
       expect([await claim(c), await claim(d)]).toEqual(["issued", "COUPON_SOLD_OUT"]);
       expect((await store.getCoupon(coupon.id)).issuedQuantity).toBe(3);
       expect(await remaining(coupon.id)).toBe(0);
+
+      // Redis has slots PostgreSQL does not (a load raced claims under way elsewhere): the claims reach
+      // PostgreSQL, which answers "none left", and each such answer takes one surplus slot away.
+      await redis.send("SET", [`${prefix}coupon:${coupon.id}:remaining`, "2"]);
+      expect([await claim(d), await remaining(coupon.id)]).toEqual(["COUPON_SOLD_OUT", 1]);
+      expect([await claim(d), await remaining(coupon.id)]).toEqual(["COUPON_SOLD_OUT", 0]);
+      expect(await holders(coupon.id)).toEqual([a, b, c].sort((x, y) => x - y));
+      expect((await store.getCoupon(coupon.id)).issuedQuantity).toBe(3);
     } finally {
       await store.close();
       const keys = (await redis.send("KEYS", [`${prefix}*`])) as string[];

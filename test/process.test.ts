@@ -14,6 +14,7 @@ import postgres from "postgres";
 import { brokenInvariants } from "../load/invariants.ts";
 import { type ListeningProcess, type LogLine, spawnListening } from "../load/process.ts";
 import { pgMigrations } from "../src/store/migrations.generated.ts";
+import { redisPrefixOf } from "../src/store/pg/redis-gate.ts";
 import { type Client, client } from "./support/api.ts";
 import { backends, TEST_DATABASE_URL, tokenFor } from "./support/server.ts";
 
@@ -310,11 +311,12 @@ describe.each(pgStrategies)("several processes on one PostgreSQL database, %s st
       ]).toEqual([{ n: 60, users: 60 }]);
       expect(await brokenInvariants(auditor)).toEqual([]);
     } finally {
+      const prefix = strategy === "redis" ? await redisPrefixOf(auditor).catch(() => null) : null;
       await auditor.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
       await auditor.end({ timeout: 5 });
-      if (strategy === "redis") {
+      if (prefix !== null) {
         const redis = new RedisClient(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
-        const keys = (await redis.send("KEYS", [`flashcart:${schema}:*`])) as string[];
+        const keys = (await redis.send("KEYS", [`${prefix}*`])) as string[];
         if (keys.length > 0) await redis.send("DEL", keys);
         redis.close();
       }

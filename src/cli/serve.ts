@@ -6,7 +6,6 @@
  * copies of itself marked as workers, which share the port (`reusePort`), each with its own store.
  */
 import { parseArgs } from "node:util";
-import { RedisClient } from "bun";
 import { createApp } from "../app.ts";
 import { resolveJwtSecret } from "../auth/secret.ts";
 import { TokenVerifier } from "../auth/tokens.ts";
@@ -16,6 +15,7 @@ import { systemClock } from "../domain/time.ts";
 import { redisRateLimitStores } from "../http/auth.ts";
 import { createLogger, type Logger } from "../logger.ts";
 import { createMetrics, instrumentStore } from "../observability/metrics.ts";
+import { RedisLink } from "../redis-link.ts";
 import { openStore } from "../store/index.ts";
 
 /** Set (to the worker's number, 1..N) in the environment of the processes a supervisor starts. */
@@ -90,18 +90,14 @@ async function serve(config: Config, logger: Logger, worker: number | null): Pro
     process.exit(1);
   }
 
-  let redis: RedisClient | null = null;
+  let redis: RedisLink | null = null;
   if (config.sharedRateLimits !== null) {
-    const shared = config.sharedRateLimits;
-    // While Redis is away a command fails at once and the limiter fails open (see redisRateLimitStores).
-    redis = new RedisClient(shared.redisUrl, {
-      enableOfflineQueue: false,
-      autoReconnect: false,
-      connectionTimeout: 2000,
-    });
-    await redis.connect().catch((error) =>
+    // While Redis is away a command fails within REDIS_TIMEOUT_MS and the limiter fails open (see
+    // redisRateLimitStores); the link reconnects by itself.
+    redis = new RedisLink(config.sharedRateLimits.redisUrl, config.redisTimeoutMs);
+    await redis.send("PING", []).catch((error) =>
       logger.warn("cannot reach Redis for the shared rate limits: requests pass uncounted until it is back", {
-        error: error instanceof Error ? error.message : String(error),
+        error: error instanceof Error ? String(error.cause ?? error.message) : String(error),
       }),
     );
   }

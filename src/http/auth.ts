@@ -1,10 +1,10 @@
-import type { RedisClient } from "bun";
 import type { Context, MiddlewareHandler } from "hono";
 import { RedisStore, rateLimiter, type Store } from "hono-rate-limiter";
 import type { TokenVerifier } from "../auth/tokens.ts";
 import { assertAdmin, assertMayActFor, assertMaySeeOrder, type Principal } from "../domain/access.ts";
 import { refused } from "../domain/errors.ts";
 import type { Logger } from "../logger.ts";
+import type { RedisLink } from "../redis-link.ts";
 import { problemOf, problemResponse } from "./problem.ts";
 
 export type AppEnv = { Variables: { principal: Principal | null; requestId: string } };
@@ -92,57 +92,24 @@ export function perCallerLimit(
   });
 }
 
-/** Longest wait for one Redis command on a request's path; past it the limiter lets the request through. */
-const REDIS_LIMIT_TIMEOUT_MS = 1000;
-
-/** While Redis is away, at most one reconnection attempt per interval (not one per request). */
-const REDIS_RECONNECT_INTERVAL_MS = 1000;
-
 /**
  * Makes rate-limit stores that count in Redis, shared by every worker: hono-rate-limiter's own
- * RedisStore (its Lua scripts, atomic per key), over Bun's RedisClient. One store per limiter, as the
+ * RedisStore (its Lua scripts, atomic per key), over a RedisLink. One store per limiter, as the
  * library sets its window on the store.
  *
  * A Redis outage fails open: requests are let through uncounted, with one warning per outage, rather
- * than answered 500. The limit guards against a noisy caller; the drops and orders stay exact without
- * it, so losing it briefly costs less than refusing every claim. Give it a client made with
- * `enableOfflineQueue: false` (a command fails at once while Redis is away, instead of waiting in a
- * queue) and `autoReconnect: false` (Bun's own retries hold `connect()` for about 30 s, then give up
- * for good): a command finding the client disconnected starts the reconnection here instead.
+ * than answered 500 or 503. The limit guards against a noisy caller; the drops and orders stay exact
+ * without it, so losing it briefly costs less than refusing every claim. The link bounds each command
+ * (REDIS_TIMEOUT_MS) and reconnects by itself, with backoff, once Redis is back.
  */
-export function redisRateLimitStores(redis: RedisClient, prefix: string, logger: Logger): () => Store<AppEnv> {
-  let reconnecting: Promise<void> | null = null;
-  let lastAttempt = 0;
-  const send = async (command: string, args: string[]): Promise<unknown> => {
-    if (!redis.connected && reconnecting === null && Date.now() - lastAttempt >= REDIS_RECONNECT_INTERVAL_MS) {
-      lastAttempt = Date.now();
-      reconnecting = redis
-        .connect()
-        .catch(() => {})
-        .finally(() => {
-          reconnecting = null;
-        });
-    }
-    let timer: Timer | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`Redis did not answer within ${REDIS_LIMIT_TIMEOUT_MS} ms`)),
-        REDIS_LIMIT_TIMEOUT_MS,
-      );
-    });
-    try {
-      return await Promise.race([redis.send(command, args), timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
-  };
+export function redisRateLimitStores(redis: RedisLink, prefix: string, logger: Logger): () => Store<AppEnv> {
   // The client interface RedisStore asks for (the shape of @upstash/redis), in plain Redis commands.
   const client = {
-    scriptLoad: async (script: string) => (await send("SCRIPT", ["LOAD", script])) as string,
+    scriptLoad: async (script: string) => (await redis.send("SCRIPT", ["LOAD", script])) as string,
     evalsha: async <TArgs extends unknown[], TData = unknown>(sha1: string, keys: string[], args: TArgs) =>
-      (await send("EVALSHA", [sha1, String(keys.length), ...keys, ...args.map(String)])) as TData,
-    decr: async (key: string) => (await send("DECR", [key])) as number,
-    del: async (key: string) => (await send("DEL", [key])) as number,
+      (await redis.send("EVALSHA", [sha1, String(keys.length), ...keys, ...args.map(String)])) as TData,
+    decr: async (key: string) => (await redis.send("DECR", [key])) as number,
+    del: async (key: string) => (await redis.send("DEL", [key])) as number,
   };
 
   let down = false;
@@ -150,7 +117,7 @@ export function redisRateLimitStores(redis: RedisClient, prefix: string, logger:
     if (down) return;
     down = true;
     logger.warn("rate-limit store unreachable: requests pass uncounted until Redis is back", {
-      error: error instanceof Error ? error.message : String(error),
+      error: error instanceof Error ? String(error.cause ?? error.message) : String(error),
     });
   };
   const answered = () => {

@@ -1,6 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { DomainError } from "../domain/errors.ts";
-import type { Store } from "../store/port.ts";
+import { type Store, storeOperations } from "../store/port.ts";
 
 /**
  * Prometheus metrics (prom-client), on a registry of the app's own so that several apps in one
@@ -72,32 +72,6 @@ export function childCache<C>(make: (key: string) => C): (key: string) => C {
     return child;
   };
 }
-
-/** Every operation of the Store port (a compile error here when the port gains one). */
-const storeOperations = [
-  "createUser",
-  "getUser",
-  "chargePoints",
-  "listPointHistory",
-  "createProduct",
-  "getProduct",
-  "listProducts",
-  "popularProducts",
-  "createCoupon",
-  "getCoupon",
-  "claimCoupon",
-  "listUserCoupons",
-  "placeOrder",
-  "getOrder",
-  "listUserOrders",
-  "cancelOrder",
-  "purgeIdempotencyKeys",
-  "ping",
-  "close",
-] as const satisfies readonly (keyof Store)[];
-type Unlisted = Exclude<keyof Store, (typeof storeOperations)[number]>;
-const everyOperationListed: [Unlisted] extends [never] ? true : Unlisted = true;
-void everyOperationListed;
 
 /**
  * The store with every operation timed, and claims and orders counted by outcome. A wrapper, so

@@ -7,6 +7,7 @@ import pg2 from "../../drizzle/pg/0002_place_order.sql" with { type: "text" };
 import pg3 from "../../drizzle/pg/0003_sharded_coupons.sql" with { type: "text" };
 import pg4 from "../../drizzle/pg/0004_sharded_claims_never_wait.sql" with { type: "text" };
 import pg5 from "../../drizzle/pg/0005_users_balance_cap.sql" with { type: "text" };
+import pg6 from "../../drizzle/pg/0006_database_identity.sql" with { type: "text" };
 import sqlite0 from "../../drizzle/sqlite/0000_init.sql" with { type: "text" };
 import sqlite1 from "../../drizzle/sqlite/0001_drop_order_items_product_index.sql" with { type: "text" };
 import sqlite2 from "../../drizzle/sqlite/0002_users_balance_cap.sql" with { type: "text" };
@@ -30,4 +31,5 @@ export const pgMigrations: EmbeddedMigration[] = [
   { tag: "0003_sharded_coupons", when: 1795616754650, breakpoints: true, sql: pg3 },
   { tag: "0004_sharded_claims_never_wait", when: 1795618981052, breakpoints: true, sql: pg4 },
   { tag: "0005_users_balance_cap", when: 1795618982052, breakpoints: true, sql: pg5 },
+  { tag: "0006_database_identity", when: 1795618983052, breakpoints: true, sql: pg6 },
 ];

@@ -58,6 +58,35 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/**
+ * Every operation of the port, for the wrappers that apply to all of them (metrics, the PostgreSQL
+ * fault answers); a compile error here when the port gains one and the list does not.
+ */
+export const storeOperations = [
+  "createUser",
+  "getUser",
+  "chargePoints",
+  "listPointHistory",
+  "createProduct",
+  "getProduct",
+  "listProducts",
+  "popularProducts",
+  "createCoupon",
+  "getCoupon",
+  "claimCoupon",
+  "listUserCoupons",
+  "placeOrder",
+  "getOrder",
+  "listUserOrders",
+  "cancelOrder",
+  "purgeIdempotencyKeys",
+  "ping",
+  "close",
+] as const satisfies readonly (keyof Store)[];
+type Unlisted = Exclude<keyof Store, (typeof storeOperations)[number]>;
+const everyOperationListed: [Unlisted] extends [never] ? true : Unlisted = true;
+void everyOperationListed;
+
 export interface NewProduct {
   name: string;
   price: number;

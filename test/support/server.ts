@@ -18,8 +18,10 @@ import type { RateLimits } from "../../src/config.ts";
 import type { Clock } from "../../src/domain/time.ts";
 import { type Logger, silentLogger } from "../../src/logger.ts";
 import { createMetrics, instrumentStore } from "../../src/observability/metrics.ts";
+import { RedisLink } from "../../src/redis-link.ts";
 import { type CouponStrategy, couponStrategies } from "../../src/store/pg/coupon-strategies.ts";
 import { openPg } from "../../src/store/pg/database.ts";
+import { redisPrefixOf } from "../../src/store/pg/redis-gate.ts";
 import { PgStore } from "../../src/store/pg/store.ts";
 import type { Store } from "../../src/store/port.ts";
 import { openSqlite } from "../../src/store/sqlite/database.ts";
@@ -81,7 +83,7 @@ export type Backend = "sqlite" | `pg-${CouponStrategy}`;
 /**
  * The backends the shared suites run on: SQLite always; PostgreSQL with every coupon strategy when
  * TEST_DATABASE_URL names a server (.ci/run always sets it). The redis strategy uses TEST_REDIS_URL
- * (default redis://127.0.0.1:6379) under a key prefix of its own.
+ * (default redis://127.0.0.1:6379), under its database's own key prefix (flashcart:<database id>:).
  */
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? "";
 const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -109,19 +111,21 @@ async function openDatabase(backend: Backend, sqlite: SqliteTestOptions = {}): P
     const couponStrategy = backend.slice("pg-".length) as CouponStrategy;
     const schema = `flashcart_test_${process.pid}_${randomBytes(4).toString("hex")}`;
     const db = await openPg({ url: TEST_DATABASE_URL, schema, poolMax: 20, statementTimeoutMs: 10_000 });
-    const redisPrefix = `flashcart-test:${schema}:`;
-    const redis = couponStrategy === "redis" ? new RedisClient(TEST_REDIS_URL) : undefined;
+    const redisPrefix = await redisPrefixOf(db.$client);
+    const redis = couponStrategy === "redis" ? new RedisLink(TEST_REDIS_URL) : undefined;
     const store = new PgStore(db, { couponStrategy, redis, redisPrefix });
     await store.rebuildRedis();
+    const inspector = redis === undefined ? undefined : new RedisClient(TEST_REDIS_URL);
     const reader = postgres(TEST_DATABASE_URL, { max: 2, onnotice: () => {}, connection: { search_path: schema } });
     return {
       store,
       source: reader,
       dbPath: "",
       async close() {
-        if (redis !== undefined) {
-          const keys = (await redis.send("KEYS", [`${redisPrefix}*`])) as string[];
-          if (keys.length > 0) await redis.send("DEL", keys);
+        if (inspector !== undefined) {
+          const keys = (await inspector.send("KEYS", [`${redisPrefix}*`])) as string[];
+          if (keys.length > 0) await inspector.send("DEL", keys);
+          inspector.close();
         }
         await store.close();
         await reader.unsafe(`DROP SCHEMA "${schema}" CASCADE`);

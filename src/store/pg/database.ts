@@ -14,6 +14,23 @@ export interface PgOptions {
   statementTimeoutMs: number;
   /** Per connection: "on" (durable, the default) or "off" (relaxed), see src/durability.ts. */
   synchronousCommit?: PgSynchronousCommit;
+  /** The bound on opening one connection, TCP to the end of authentication (PG_CONNECT_TIMEOUT_MS). */
+  connectTimeoutMs?: number;
+}
+
+/** The default of PG_CONNECT_TIMEOUT_MS. */
+export const PG_CONNECT_TIMEOUT_MS = 1000;
+
+/** The longest a connection waits before its next attempt after failed ones (postgres.js: 20 s). */
+const RECONNECT_BACKOFF_MAX_S = 0.05;
+
+/**
+ * The wait before a connection's next attempt after `failures` failed ones in a row: 5 ms doubling to
+ * 50 ms, jittered. A query that needs a connection waits for it, so postgres.js's own backoff (up to
+ * 20 s) would hold requests that long while the server is down, and as long again once it is back.
+ */
+function reconnectBackoff(failures: number): number {
+  return Math.min(0.005 * 2 ** failures, RECONNECT_BACKOFF_MAX_S) * (0.5 + Math.random() / 2);
 }
 
 /**
@@ -46,6 +63,9 @@ export async function openPg(options: PgOptions): Promise<PgDb> {
   const searchPath = options.schema ?? "public";
   const client = postgres(options.url, {
     max: options.poolMax,
+    // While the server is down or hung, a query fails within about this (see faults.ts), never waits.
+    connect_timeout: (options.connectTimeoutMs ?? PG_CONNECT_TIMEOUT_MS) / 1000,
+    backoff: reconnectBackoff,
     onnotice: () => {},
     connection: {
       statement_timeout: options.statementTimeoutMs,

@@ -1,4 +1,3 @@
-import type { RedisClient } from "bun";
 import { and, asc, desc, eq, getTableColumns, gt, gte, lt, sql } from "drizzle-orm";
 import { notFound } from "../../domain/errors.ts";
 import type * as model from "../../domain/model.ts";
@@ -6,12 +5,14 @@ import { orderOf } from "../../domain/order.ts";
 import { toPage } from "../../domain/pagination.ts";
 import { type AsyncStorage, advance, runAsync, type Script } from "../../domain/script.ts";
 import { type ClaimCoupon, claimCoupon, type Idempotent, type PlaceOrder, placeOrder } from "../../domain/writes.ts";
+import type { RedisLink } from "../../redis-link.ts";
 import { assertMigrated } from "../migrations.ts";
 import type { NewProduct, PopularQuery, Store, UserCouponsQuery } from "../port.ts";
 import { must, toCoupon, toHistoryEntry, toUserCoupons } from "../rows.ts";
 import { ScriptedWrites } from "../scripted-writes.ts";
 import { type CouponStrategy, type Strategy, strategyOf } from "./coupon-strategies.ts";
 import type { PgDb } from "./database.ts";
+import { answeringPgFaults } from "./faults.ts";
 import { orderMoves } from "./orders.ts";
 import { coupons, idempotencyKeys, orderItems, orders, pointHistory, products, userCoupons, users } from "./schema.ts";
 import { lineColumns, type TxStorage } from "./writes.ts";
@@ -65,7 +66,7 @@ export class PgStore extends ScriptedWrites implements Store {
 
   constructor(
     private readonly db: PgDb,
-    private readonly options: { couponStrategy: CouponStrategy; redis?: RedisClient; redisPrefix?: string } = {
+    private readonly options: { couponStrategy: CouponStrategy; redis?: RedisLink; redisPrefix?: string } = {
       couponStrategy: "atomic",
     },
   ) {
@@ -89,6 +90,8 @@ export class PgStore extends ScriptedWrites implements Store {
       db,
       redis === undefined ? undefined : { client: redis, prefix: redisPrefix ?? "flashcart:" },
     );
+    // A fault of PostgreSQL (down, starting, out of connections) is answered 503, for every operation.
+    answeringPgFaults(this);
   }
 
   /** For the redis strategy: copies every drop's state from PostgreSQL into Redis (at start-up). */
@@ -249,10 +252,11 @@ export class PgStore extends ScriptedWrites implements Store {
     return removed.length;
   }
 
-  /** Ready: the database answers and has every migration this build knows. */
+  /** Ready: the database answers and has every migration this build knows; Redis answers, if the strategy uses it. */
   async ping(): Promise<void> {
     const [row] = await this.db.execute<{ at: unknown }>(sql`SELECT max(created_at) AS at FROM "__drizzle_migrations"`);
     assertMigrated("pg", row?.at);
+    await this.options.redis?.send("PING", []);
   }
 
   async close(): Promise<void> {
