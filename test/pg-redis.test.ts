@@ -26,6 +26,7 @@ describe.each(backends.includes("pg-redis") ? ["pg-redis"] : [])("%s", () => {
     const open = async () =>
       new PgStore(await openPg({ url: TEST_DATABASE_URL, schema, poolMax: 4, statementTimeoutMs: 5000 }), {
         couponStrategy: "redis",
+        events: true,
         redis: new RedisClient(process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379"),
         redisPrefix: prefix,
       });

@@ -9,7 +9,8 @@ import { SqliteStore } from "./sqlite/store.ts";
 export type { Store } from "./port.ts";
 
 /** `DATABASE_URL` is the single switch between backends; both are migrated when opened. */
-export async function openStore(config: Pick<Config, "database" | "sqlite" | "pg">): Promise<Store> {
+export async function openStore(config: Pick<Config, "database" | "sqlite" | "pg" | "events">): Promise<Store> {
+  const events = config.events.recording;
   const { database } = config;
   if (database.kind === "postgres") {
     const db = await openPg({
@@ -20,9 +21,14 @@ export async function openStore(config: Pick<Config, "database" | "sqlite" | "pg
       synchronousCommit: config.pg.synchronousCommit,
     });
     const { couponStrategy } = config.pg;
-    if (couponStrategy !== "redis") return new PgStore(db, { couponStrategy });
+    if (couponStrategy !== "redis") return new PgStore(db, { couponStrategy, events });
     const redis = new RedisClient(config.pg.redisUrl);
-    const store = new PgStore(db, { couponStrategy, redis, redisPrefix: `flashcart:${database.schema ?? "public"}:` });
+    const store = new PgStore(db, {
+      couponStrategy,
+      events,
+      redis,
+      redisPrefix: `flashcart:${database.schema ?? "public"}:`,
+    });
     await store.rebuildRedis();
     return store;
   }
@@ -33,6 +39,6 @@ export async function openStore(config: Pick<Config, "database" | "sqlite" | "pg
       busyTimeoutMs: config.sqlite.busyTimeoutMs,
     }),
     // One bound for every wait on a lock held by another process: at start-up and for each write.
-    { writeLockWaitMs: config.sqlite.busyTimeoutMs },
+    { writeLockWaitMs: config.sqlite.busyTimeoutMs, events },
   );
 }

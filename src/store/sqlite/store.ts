@@ -1,4 +1,5 @@
 import { notFound } from "../../domain/errors.ts";
+import type { EventType, StoredEvent } from "../../domain/events.ts";
 import type * as model from "../../domain/model.ts";
 import { orderOf } from "../../domain/order.ts";
 import { toPage } from "../../domain/pagination.ts";
@@ -18,6 +19,7 @@ import { ScriptedWrites } from "../scripted-writes.ts";
 import type { SqliteDb } from "./database.ts";
 import { freeBytes, STORAGE_HEADROOM_BYTES } from "./faults.ts";
 import { GroupCommit } from "./group-commit.ts";
+import { SqliteOutbox } from "./outbox.ts";
 import { prepareStatements, type Statements } from "./statements.ts";
 import { WalKeeper } from "./wal.ts";
 import { changesOf, sqliteWrites } from "./writes.ts";
@@ -28,6 +30,8 @@ const NO_UPPER_BOUND = Number.MAX_SAFE_INTEGER;
 export interface SqliteStoreOptions {
   /** How long a write waits for a write lock held by another process before it is refused with 503. */
   writeLockWaitMs: number;
+  /** Whether writes record their events in the outbox (EVENTS=on). */
+  events: boolean;
 }
 
 /**
@@ -43,6 +47,9 @@ export class SqliteStore extends ScriptedWrites implements Store {
   private readonly commits: GroupCommit;
   /** null for an in-memory database, which has no WAL. */
   private readonly wal: WalKeeper | null;
+  readonly outbox: SqliteOutbox;
+  /** The events the unit of work being run has written (see run). */
+  private readonly written: EventType[] = [];
 
   constructor(
     private readonly db: SqliteDb,
@@ -50,8 +57,9 @@ export class SqliteStore extends ScriptedWrites implements Store {
   ) {
     super();
     this.q = prepareStatements(db);
-    this.writes = sqliteWrites(this.q);
+    this.writes = sqliteWrites(this.q, this.written);
     this.commits = new GroupCommit(db.$client, { lockWaitMs: options.writeLockWaitMs });
+    this.outbox = new SqliteOutbox(this.q, this.commits, options.events, db.$client.filename);
     this.wal = db.$client.filename === ":memory:" ? null : new WalKeeper(db.$client, this.commits);
   }
 
@@ -63,13 +71,26 @@ export class SqliteStore extends ScriptedWrites implements Store {
     return this.commits.run(work);
   }
 
-  /** A domain write script, run to its end inside one unit of the group commit. */
-  protected run<R>(script: () => Script<WriteStorage, R>): Promise<R> {
-    return this.commits.run(() => runSync(script(), this.writes));
+  /**
+   * A domain write script, run to its end inside one unit of the group commit. The events it wrote
+   * are counted once the batch has committed (a unit that throws, or a batch that fails, wrote none).
+   */
+  protected run<R>(script: (recordEvents: boolean) => Script<WriteStorage, R>): Promise<R> {
+    if (!this.outbox.recording) return this.commits.run(() => runSync(script(false), this.writes));
+    return this.commits
+      .run(() => {
+        this.written.length = 0;
+        const value = runSync(script(true), this.writes);
+        return { value, events: this.written.splice(0) };
+      })
+      .then(({ value, events }) => {
+        this.outbox.tally.add(events);
+        return value;
+      });
   }
 
   placeOrder(command: PlaceOrder): Promise<Idempotent<model.Order>> {
-    return this.run(() => placeOrder(command));
+    return this.run((recordEvents) => placeOrder(command, recordEvents));
   }
 
   /**
@@ -80,7 +101,7 @@ export class SqliteStore extends ScriptedWrites implements Store {
    * each such read costs only ≈ 2 µs more by itself.
    */
   claimCoupon(command: ClaimCoupon): Promise<model.ClaimedCoupon> {
-    return this.run(() => claimCoupon(command));
+    return this.run((recordEvents) => claimCoupon(command, recordEvents));
   }
 
   private requireUser(userId: number): model.User {
@@ -153,6 +174,10 @@ export class SqliteStore extends ScriptedWrites implements Store {
     };
   }
 
+  async listEvents(after: number, limit: number): Promise<StoredEvent[]> {
+    return this.outbox.eventsAfter(after, limit);
+  }
+
   async purgeIdempotencyKeys(before: number): Promise<number> {
     return this.write(() => changesOf(this.q.purgeIdempotency.run({ before })));
   }
@@ -184,6 +209,7 @@ export class SqliteStore extends ScriptedWrites implements Store {
    */
   async close(): Promise<void> {
     this.wal?.stop();
+    await this.outbox.relayLock.release();
     await this.commits.settled();
     const client = this.db.$client;
     for (const housekeeping of ["PRAGMA optimize", "PRAGMA wal_checkpoint(TRUNCATE)"]) {

@@ -4,6 +4,7 @@
  * false or null; the script decides what that means.
  */
 import type { Changes } from "bun:sqlite";
+import { claimedData, type EventType, type NewEvent } from "../../domain/events.ts";
 import type { ClaimStorage, OrderCommit, OrderRefusal, WriteStorage } from "../../domain/writes.ts";
 import { must, toHeldCoupon } from "../rows.ts";
 import type { Statements } from "./statements.ts";
@@ -29,8 +30,17 @@ function claimReads(q: Statements): Pick<ClaimStorage, "findCoupon" | "userExist
   };
 }
 
-export function sqliteWrites(q: Statements): WriteStorage {
+/**
+ * The moves, on the store's statements. Each event written is also pushed on `written`, which the
+ * store reads at the end of the unit of work (and counts once the batch has committed).
+ */
+export function sqliteWrites(q: Statements, written: EventType[]): WriteStorage {
+  const recordEvent = (event: NewEvent) => {
+    q.insertEvent.run({ type: event.type, occurredAt: event.occurredAt, data: event.data });
+    written.push(event.type);
+  };
   return {
+    recordEvent,
     insertHistory: ({ createdAt, ...entry }) => q.insertHistory.run({ ...entry, now: createdAt }),
 
     storedRequest: (userId, request) => q.idempotencyByKey.get({ userId, key: request.key }) ?? null,
@@ -45,12 +55,18 @@ export function sqliteWrites(q: Statements): WriteStorage {
       }),
 
     ...claimReads(q),
-    takeCoupon: ({ userId, couponId, issuedAt, expiresAt }) => {
+    takeCoupon: ({ userId, couponId, issuedAt, expiresAt }, events) => {
       const held = q.insertUserCoupon.get({ userId, couponId, now: issuedAt, expiresAt });
       if (held === undefined) return "ALREADY_CLAIMED";
-      if (changesOf(q.takeSlot.run({ id: couponId })) === 0) {
+      const slot = q.takeSlot.get({ id: couponId });
+      if (slot === undefined) {
         q.deleteHolding.run({ id: held.id });
         return "SOLD_OUT";
+      }
+      if (events !== null) {
+        const { occurredAt } = events;
+        recordEvent({ type: "coupon.claimed", occurredAt, data: claimedData(held.id, events.claimedAfterId) });
+        if (slot.last === 1) recordEvent({ type: "coupon.sold_out", occurredAt, data: events.soldOutData() });
       }
       return held.id;
     },
@@ -61,7 +77,11 @@ export function sqliteWrites(q: Statements): WriteStorage {
       return row === undefined ? null : toHeldCoupon(row);
     },
     newOrderId: () => must(q.nextOrderId.get(), "the next order id").id,
-    commitOrder: (commit) => commitOrder(q, commit),
+    commitOrder: (commit) => {
+      const refusal = commitOrder(q, commit);
+      if (refusal === null && commit.event !== null) recordEvent(commit.event);
+      return refusal;
+    },
 
     findOrder: (orderId) => q.orderById.get({ id: orderId }) ?? null,
     markCancelled: (orderId, now) => changesOf(q.markCancelled.run({ id: orderId, now })) > 0,
