@@ -63,11 +63,13 @@ export class PgOutbox implements Outbox {
     }
   }
 
-  /** Sequences first when the events with an id run short of `limit` (the feed, a relay that caught up). */
+  /**
+   * Sequences first, then reads: every event committed before the call is then readable. (Reading
+   * first and sequencing only when short would miss ids another sequencer gave in between.)
+   */
   async eventsAfter(after: number, limit: number): Promise<StoredEvent[]> {
-    const rows = await this.q.after.execute({ after, limit });
-    if (rows.length < limit && (await this.sequence()) > 0) return this.q.after.execute({ after, limit });
-    return rows;
+    await this.sequence();
+    return this.q.after.execute({ after, limit });
   }
 
   async deliveredTo(sink: string): Promise<number> {
