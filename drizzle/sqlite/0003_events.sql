@@ -5,7 +5,7 @@ CREATE TABLE `event_sinks` (
 ) STRICT;
 --> statement-breakpoint
 CREATE TABLE `events` (
-	`id` integer PRIMARY KEY AUTOINCREMENT NOT NULL,
+	`id` integer PRIMARY KEY NOT NULL,
 	`type` text NOT NULL,
 	`occurred_at` integer NOT NULL,
 	`data` text NOT NULL,

@@ -18,6 +18,8 @@ export interface WebhookTarget {
 
 export class WebhookSink implements Sink {
   readonly name = "webhook";
+  /** Signing (the package's HMAC is JavaScript: ≈ 16 µs of it) and one fetch, both sides on one machine. */
+  readonly costUs = 40;
   private readonly signer: Webhook;
 
   constructor(private readonly target: WebhookTarget) {

@@ -104,7 +104,15 @@ export class PgOutbox implements Outbox {
       const chunk = this.db
         .select({ seq: events.seq })
         .from(events)
-        .where(and(isNotNull(events.id), lte(events.id, upTo), lt(events.occurredAt, before)))
+        // The newest event stays, as on SQLite (where the next id depends on it).
+        .where(
+          and(
+            isNotNull(events.id),
+            lte(events.id, upTo),
+            lt(events.id, sql`(SELECT max(id) FROM events)`),
+            lt(events.occurredAt, before),
+          ),
+        )
         .orderBy(asc(events.id))
         .limit(PURGE_CHUNK);
       const deleted = await this.db.delete(events).where(sql`${events.seq} IN ${chunk}`).returning({ seq: events.seq });

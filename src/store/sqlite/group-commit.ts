@@ -14,6 +14,8 @@ export interface GroupCommitOptions {
   lockWaitMs: number;
   /** Units per transaction at most. */
   maxBatch?: number;
+  /** Called once a batch's transaction has ended: committed, or rolled back as a whole. */
+  afterBatch?: (committed: boolean) => void;
 }
 
 /**
@@ -51,6 +53,7 @@ export class GroupCommit {
   lastFault: Unavailable | null = null;
   private readonly lockWaitMs: number;
   private readonly maxBatch: number;
+  private readonly afterBatch: (committed: boolean) => void;
   private readonly path: string;
   private readonly begin;
   private readonly commit;
@@ -65,6 +68,7 @@ export class GroupCommit {
   ) {
     this.lockWaitMs = options.lockWaitMs;
     this.maxBatch = options.maxBatch ?? 256;
+    this.afterBatch = options.afterBatch ?? (() => {});
     this.path = client.filename;
     this.begin = client.prepare("BEGIN IMMEDIATE");
     this.commit = client.prepare("COMMIT");
@@ -187,9 +191,11 @@ export class GroupCommit {
     } catch (error) {
       // The transaction as a whole failed (disk full, I/O error, …): nothing of this batch is kept.
       this.rollbackQuietly();
+      this.afterBatch(false);
       this.fail(batch, error);
       return;
     }
+    this.afterBatch(true);
     this.committedBatches++;
     this.lastFault = null;
     batch.forEach((unit, i) => {

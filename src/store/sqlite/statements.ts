@@ -287,11 +287,14 @@ export function prepareStatements(db: SqliteDb) {
         set: { deliveredId: sql`max(${eventSinks.deliveredId}, excluded.delivered_id)` },
       })
       .prepare(),
-    /** Retention, a bounded chunk at a time, so that the write lock is never held long. */
+    /**
+     * Retention, a bounded chunk at a time, so that the write lock is never held long. The newest
+     * event stays: the next id is the largest plus one (see schema.ts).
+     */
     purgeEvents: db
       .delete(events)
       .where(
-        sql`${events.id} IN (SELECT id FROM events WHERE id <= ${p("upTo")} AND occurred_at < ${p("before")} ORDER BY id LIMIT ${p("limit")})`,
+        sql`${events.id} IN (SELECT id FROM events WHERE id <= ${p("upTo")} AND id < (SELECT max(id) FROM events) AND occurred_at < ${p("before")} ORDER BY id LIMIT ${p("limit")})`,
       )
       .prepare(),
 

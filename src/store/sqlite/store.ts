@@ -48,7 +48,7 @@ export class SqliteStore extends ScriptedWrites implements Store {
   /** null for an in-memory database, which has no WAL. */
   private readonly wal: WalKeeper | null;
   readonly outbox: SqliteOutbox;
-  /** The events the unit of work being run has written (see run). */
+  /** The events the units of the running batch have written (see run). */
   private readonly written: EventType[] = [];
 
   constructor(
@@ -58,7 +58,14 @@ export class SqliteStore extends ScriptedWrites implements Store {
     super();
     this.q = prepareStatements(db);
     this.writes = sqliteWrites(this.q, this.written);
-    this.commits = new GroupCommit(db.$client, { lockWaitMs: options.writeLockWaitMs });
+    this.commits = new GroupCommit(db.$client, {
+      lockWaitMs: options.writeLockWaitMs,
+      // The events of a batch count once it has committed (see run).
+      afterBatch: (committed) => {
+        if (committed) this.outbox.tally.add(this.written);
+        this.written.length = 0;
+      },
+    });
     this.outbox = new SqliteOutbox(this.q, this.commits, options.events, db.$client.filename);
     this.wal = db.$client.filename === ":memory:" ? null : new WalKeeper(db.$client, this.commits);
   }
@@ -73,20 +80,20 @@ export class SqliteStore extends ScriptedWrites implements Store {
 
   /**
    * A domain write script, run to its end inside one unit of the group commit. The events it wrote
-   * are counted once the batch has committed (a unit that throws, or a batch that fails, wrote none).
+   * count once the batch has committed: a unit that throws is rolled back alone, and so are its
+   * events here; a batch that fails wrote none.
    */
   protected run<R>(script: (recordEvents: boolean) => Script<WriteStorage, R>): Promise<R> {
-    if (!this.outbox.recording) return this.commits.run(() => runSync(script(false), this.writes));
-    return this.commits
-      .run(() => {
-        this.written.length = 0;
-        const value = runSync(script(true), this.writes);
-        return { value, events: this.written.splice(0) };
-      })
-      .then(({ value, events }) => {
-        this.outbox.tally.add(events);
-        return value;
-      });
+    const recordEvents = this.outbox.recording;
+    return this.commits.run(() => {
+      const mark = this.written.length;
+      try {
+        return runSync(script(recordEvents), this.writes);
+      } catch (error) {
+        this.written.length = mark;
+        throw error;
+      }
+    });
   }
 
   placeOrder(command: PlaceOrder): Promise<Idempotent<model.Order>> {
