@@ -6,6 +6,12 @@
  * acknowledgement was lost is stored once. A publish counts only once JetStream acknowledged it.
  * A batch is published at once, in id order on one connection, and the acknowledgements are awaited
  * together; the relay's cursor moves past the first unacknowledged one only.
+ *
+ * In order, too: the server stores what one connection sends in the order sent, and the connection
+ * never reconnects by itself. (The client's own reconnection would resend, on the new connection,
+ * publishes still buffered from the old one, while one already written to the dead socket was lost:
+ * a later event stored before an earlier one.) After any failure the connection is closed, and the
+ * next attempt connects afresh and publishes again from the first unacknowledged event.
  */
 import { type JetStreamClient, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -34,12 +40,7 @@ export class NatsSink implements Sink {
   /** Connects and makes sure the stream exists, once; again after a failure to. */
   private async ready(): Promise<JetStreamClient> {
     if (this.client !== null) return this.client;
-    const connection = await connect({
-      servers: this.target.url,
-      name: "flashcart",
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 1000,
-    });
+    const connection = await connect({ servers: this.target.url, name: "flashcart", reconnect: false });
     try {
       const manager = await jetstreamManager(connection);
       const subjects = [`${this.target.subjectPrefix}.>`];
@@ -61,6 +62,7 @@ export class NatsSink implements Sink {
     try {
       client = await this.ready();
     } catch (error) {
+      await this.close().catch(() => {});
       return { delivered: 0, error };
     }
     const acks = await Promise.allSettled(
@@ -72,7 +74,10 @@ export class NatsSink implements Sink {
       ),
     );
     for (const [i, ack] of acks.entries()) {
-      if (ack.status === "rejected") return { delivered: i, error: ack.reason };
+      if (ack.status === "rejected") {
+        await this.close().catch(() => {});
+        return { delivered: i, error: ack.reason };
+      }
     }
     return { delivered: events.length, error: null };
   }
