@@ -4,6 +4,11 @@
  */
 import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
 import type postgres from "postgres";
 import { NatsSink } from "../src/events/nats.ts";
 import { backoff, Relay } from "../src/events/relay.ts";
@@ -217,3 +222,73 @@ test("back-off doubles from its base up to its bound, jittered between half and 
   expect([1, 2, 3, 4, 10].map((n) => backoff(n, 250, 30_000, () => 1))).toEqual([250, 500, 1000, 2000, 30_000]);
   expect([1, 2, 10, 1000].map((n) => backoff(n, 250, 30_000, () => 0))).toEqual([125, 250, 15_000, 15_000]);
 });
+
+describe.each(backends.filter((backend) => backend === "sqlite"))("JetStream down for a while (%s)", (backend) => {
+  test("the relay retries until NATS is back, then the stream holds every event once, in id order", async () => {
+    const binary = Bun.which("nats-server") ?? "/usr/sbin/nats-server";
+    const storeDir = mkdtempSync(join(tmpdir(), "flashcart-nats-"));
+    cleanups.push(() => rmSync(storeDir, { recursive: true, force: true }));
+    const port = await freePort();
+    const start = async () => {
+      const proc = Bun.spawn([binary, "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir], {
+        stdout: "ignore",
+        stderr: "ignore",
+      });
+      cleanups.push(() => proc.kill("SIGKILL"));
+      await eventually("nats-server listens", () => canConnect(port));
+      return proc;
+    };
+    let nats = await start();
+    const server = await started(backend);
+    const stream = privateStream();
+    const url = `nats://127.0.0.1:${port}`;
+    relayOf(server.store, [new NatsSink({ url, ...stream })]);
+    await someWrites(server);
+    const first = await feedOf(server);
+    await eventually("published", async () => (await server.store.outbox.deliveredTo("nats")) === first.at(-1)?.id);
+
+    nats.kill("SIGKILL");
+    await nats.exited;
+    await someWrites(server);
+    const all = await feedOf(server);
+    await Bun.sleep(300); // the relay fails and backs off meanwhile
+    expect(await server.store.outbox.deliveredTo("nats")).toBe(first.at(-1)?.id as number);
+    nats = await start();
+    await eventually("caught up", async () => (await server.store.outbox.deliveredTo("nats")) === all.at(-1)?.id);
+    const messages = await streamMessagesAt(url, stream.stream);
+    expect(messages).toEqual(all.map((event) => String(event.id)));
+  });
+});
+
+async function freePort(): Promise<number> {
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = probe.port;
+  probe.stop(true);
+  return port;
+}
+
+async function canConnect(port: number): Promise<boolean> {
+  try {
+    const socket = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+    socket.end();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The message ids in a stream of a NATS server other than the shared one, in stream order. */
+async function streamMessagesAt(url: string, name: string): Promise<(string | undefined)[]> {
+  const connection = await connect({ servers: url });
+  try {
+    const manager = await jetstreamManager(connection);
+    const info = await manager.streams.info(name);
+    const ids: (string | undefined)[] = [];
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+      ids.push((await manager.streams.getMessage(name, { seq }))?.header.get("Nats-Msg-Id"));
+    }
+    return ids;
+  } finally {
+    await connection.close();
+  }
+}
