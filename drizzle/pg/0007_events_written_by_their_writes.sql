@@ -144,7 +144,7 @@ BEGIN
       UPDATE coupon_shards SET issued = issued + 1 WHERE coupon_id = p_coupon_id AND shard = slot
       RETURNING issued = total INTO shard_full;
       IF shard_full THEN
-        PERFORM 1 FROM coupons WHERE id = p_coupon_id FOR UPDATE;
+        PERFORM 1 FROM coupons WHERE id = p_coupon_id FOR NO KEY UPDATE;
         sold_out := NOT EXISTS (SELECT 1 FROM coupon_shards WHERE coupon_id = p_coupon_id AND issued < total);
       END IF;
       IF p_claimed_after_id IS NOT NULL THEN
