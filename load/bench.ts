@@ -13,6 +13,7 @@
  *   bun run bench --quick         a 30-second smoke run
  *   bun run bench --scenarios coupon,order --duration 20 --connections 200
  *   bun run bench --durability both   each variant durable, then relaxed
+ *   bun run bench --events        each variant with the outbox and both sinks off, then on (the ratio)
  */
 import { Database } from "bun:sqlite";
 import { randomBytes } from "node:crypto";
@@ -20,12 +21,14 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect as connectNats } from "@nats-io/transport-node";
 import { RedisClient } from "bun";
 import postgres from "postgres";
 import { type Durability, durabilityClasses, durabilitySettings } from "../src/durability.ts";
 import { type CouponStrategy, couponStrategies } from "../src/store/pg/coupon-strategies.ts";
 import { redisPrefixOf } from "../src/store/pg/redis-gate.ts";
-import { brokenInvariants } from "./invariants.ts";
+import { brokenEventInvariants, brokenInvariants } from "./invariants.ts";
 import { postgresCeiling } from "./pgbench.ts";
 import { cpuSecondsOf, type ListeningProcess, spawnListening } from "./process.ts";
 import { type BenchRun, durabilityLegend, renderMarkdown, renderSvg, type ScenarioResult } from "./report.ts";
@@ -69,7 +72,13 @@ interface Options {
   tool: "auto" | "wrk" | "k6";
   /** Where the service writes a CPU profile per variant and durability class (`bun --cpu-prof`); null: none. */
   cpuProfDir: string | null;
+  /** Each variant twice: EVENTS=off, then EVENTS=on with a webhook receiver and NATS JetStream. */
+  events: boolean;
+  natsUrl: string;
 }
+
+/** With --events: how a variant's service runs the outbox. */
+type EventsMode = "off" | "on";
 
 function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
@@ -91,12 +100,14 @@ function parseOptions(argv: string[]): Options {
       "pg-pool": { type: "string", default: "20" },
       workers: { type: "string", default: "1" },
       "cpu-prof": { type: "string" },
+      events: { type: "boolean", default: false },
+      "nats-url": { type: "string", default: process.env.NATS_URL ?? "nats://127.0.0.1:4222" },
       help: { type: "boolean", default: false },
     },
   });
   if (values.help) {
     console.log(
-      `usage: bun run bench [--quick] [--variants ${VARIANTS.join(",")}] [--durability ${[...durabilityClasses, "both"].join("|")}] [--duration SECONDS] [--connections N] [--users N] [--scenarios ${Object.keys(SCENARIOS).join(",")}] [--tool auto|wrk|k6] [--pg-url postgres://…] [--pg-pool N] [--workers N] [--cpu-prof DIR]`,
+      `usage: bun run bench [--quick] [--variants ${VARIANTS.join(",")}] [--durability ${[...durabilityClasses, "both"].join("|")}] [--duration SECONDS] [--connections N] [--users N] [--scenarios ${Object.keys(SCENARIOS).join(",")}] [--tool auto|wrk|k6] [--pg-url postgres://…] [--pg-pool N] [--workers N] [--cpu-prof DIR] [--events [--nats-url nats://…]]`,
     );
     process.exit(0);
   }
@@ -135,6 +146,8 @@ function parseOptions(argv: string[]): Options {
     scenarios,
     tool,
     cpuProfDir: values["cpu-prof"] === undefined ? null : resolve(values["cpu-prof"]),
+    events: values.events ?? false,
+    natsUrl: values["nats-url"] as string,
   };
 }
 
@@ -190,6 +203,8 @@ export const VARIANTS: readonly Variant[] = ["sqlite", ...couponStrategies.map((
 
 interface Deployment {
   env: Record<string, string>;
+  /** With --events, the outbox and its sinks as this deployment runs them. */
+  events: EventsMode | null;
   /** Reads the database for the invariant check. */
   invariants(): Promise<string[]>;
   /** PostgreSQL variants: their schema, and a connection on it. */
@@ -206,8 +221,15 @@ const initialStock = () => new Map(Array.from({ length: PRODUCTS }, (_, i) => [i
  * A fresh database for one variant in one durability class: a temporary SQLite file, or a schema of
  * its own on PostgreSQL.
  */
-async function deploy(variant: Variant, durability: Durability, options: Options, secret: string): Promise<Deployment> {
+async function deploy(
+  variant: Variant,
+  durability: Durability,
+  options: Options,
+  secret: string,
+  sinks: EventSinks | null,
+): Promise<Deployment> {
   const settings = durabilitySettings[durability];
+  const events: EventsMode | null = options.events ? (sinks === null ? "off" : "on") : null;
   const base = {
     JWT_SECRET: secret,
     // One request in a hundred is logged: enough to see the service work, little enough not to measure the logger.
@@ -219,15 +241,19 @@ async function deploy(variant: Variant, durability: Durability, options: Options
     SQLITE_SYNCHRONOUS: settings.sqliteSynchronous,
     PG_SYNCHRONOUS_COMMIT: settings.pgSynchronousCommit,
     WORKERS: String(options.workers),
+    ...(events === "off" ? { EVENTS: "off" } : {}),
+    ...(sinks === null ? {} : sinks.env),
   };
   if (variant === "sqlite") {
     const dir = mkdtempSync(join(tmpdir(), "flashcart-bench-"));
     return {
       env: { ...base, DATABASE_URL: `sqlite:${join(dir, "bench.db")}` },
+      events,
       async invariants() {
         const db = new Database(join(dir, "bench.db"), { readonly: true });
         try {
-          return await brokenInvariants(db, initialStock());
+          const broken = await brokenInvariants(db, initialStock());
+          return events === "on" ? [...broken, ...(await brokenEventInvariants(db))] : broken;
         } finally {
           db.close();
         }
@@ -247,7 +273,11 @@ async function deploy(variant: Variant, durability: Durability, options: Options
       COUPON_STRATEGY: variant.slice("pg-".length),
       PG_POOL_MAX: String(options.pgPool),
     },
-    invariants: () => brokenInvariants(auditor, initialStock()),
+    events,
+    invariants: async () => {
+      const broken = await brokenInvariants(auditor, initialStock());
+      return events === "on" ? [...broken, ...(await brokenEventInvariants(auditor))] : broken;
+    },
     postgres: { schema, sql: auditor },
     async cleanup() {
       // The redis strategy's keys carry the database's identity (flashcart:<id>:), gone with the schema.
@@ -275,8 +305,9 @@ async function runVariant(
   driver: LoadDriver,
   secret: string,
   ceilingRps: number,
+  sinks: EventSinks | null,
 ): Promise<ScenarioResult[]> {
-  const deployment = await deploy(variant, durability, options, secret);
+  const deployment = await deploy(variant, durability, options, secret, sinks);
   const results: ScenarioResult[] = [];
   try {
     const seed = Bun.spawnSync(
@@ -303,13 +334,29 @@ async function runVariant(
       stderr: "inherit",
     });
     try {
+      // The seed's charges are events too: let the relay deliver them before anything is measured.
+      if (deployment.events === "on") await drained(service.url, 300_000);
       for (const [index, name] of options.scenarios.entries()) {
-        const scenarioResults = await runScenario(name, variant, durability, service, options, driver, ceilingRps, {
-          measured: 2 * index + 1,
-          warmUp: 2 * index + 2,
-        });
+        const scenarioResults = await runScenario(
+          name,
+          variant,
+          durability,
+          service,
+          options,
+          driver,
+          ceilingRps,
+          { measured: 2 * index + 1, warmUp: 2 * index + 2 },
+          deployment.events,
+        );
         const { kind } = SCENARIOS[name];
-        if (deployment.postgres !== undefined && variant !== "sqlite" && (name === "coupon" || name === "order")) {
+        // Not with --events: pgbench's claims and orders bypass flashcart and write no events (they would
+        // show as effects without one), and the comparison there is flashcart with and without its outbox.
+        if (
+          deployment.postgres !== undefined &&
+          variant !== "sqlite" &&
+          (name === "coupon" || name === "order") &&
+          !options.events
+        ) {
           // PostgreSQL's own ceiling for this variant's claim, or for an order, checked by the same invariants below.
           const ceiling = await postgresCeiling({
             url: options.pgUrl,
@@ -355,19 +402,24 @@ async function runScenario(
   driver: LoadDriver,
   ceilingRps: number,
   coupon: { measured: number; warmUp: number },
+  events: EventsMode | null,
 ): Promise<ScenarioResult[]> {
   const { kind } = SCENARIOS[name];
   const results: ScenarioResult[] = [];
   // Warm-up, not measured: lets the JIT compile the hot paths before the first measured request.
   const warmUp = { connections: 50, thinkMs: 0, seconds: options.quick ? 1 : 3 };
   await driver.run({ url: service.url, kind, ...warmUp, couponId: coupon.warmUp });
+  if (events === "on") await drained(service.url, 300_000);
   for (const phase of phasesOf(name, options)) {
     process.stdout.write(
-      `  ${variant} (${durability}) ${name}: ${phase.connections} connections, ${phase.seconds} s${phase.thinkMs ? `, think ${phase.thinkMs} ms` : ""} … `,
+      `  ${variant} (${durability}${events === null ? "" : `, events ${events}`}) ${name}: ${phase.connections} connections, ${phase.seconds} s${phase.thinkMs ? `, think ${phase.thinkMs} ms` : ""} … `,
     );
     const cpuBefore = cpuSecondsOf(service.proc.pid);
+    const before = events === "on" ? await relayCounts(service.url) : null;
     const load = await driver.run({ url: service.url, kind, ...phase, couponId: coupon.measured });
     const cpuAfter = cpuSecondsOf(service.proc.pid);
+    const atEnd = before === null ? null : await relayCounts(service.url);
+    const drainMs = before === null ? null : await drained(service.url, 300_000);
     const seconds = load.durationUs / 1e6;
     const failures = failed(load);
     const result: ScenarioResult = {
@@ -393,13 +445,26 @@ async function runScenario(
         .filter(([status]) => Number(status) >= 500)
         .reduce((sum, [, n]) => sum + n, 0),
       invariants: [],
+      ...(events === null ? {} : { events }),
+      ...(before === null || atEnd === null || drainMs === null
+        ? {}
+        : {
+            relay: {
+              written: atEnd.written - before.written,
+              deliveredByEnd: {
+                webhook: atEnd.webhook - before.webhook,
+                nats: atEnd.nats - before.nats,
+              },
+              drainMs,
+            },
+          }),
     };
     if (cpuBefore !== null && cpuAfter !== null) {
       result.serviceCpuUsPerRequest = ((cpuAfter - cpuBefore) * 1e6) / Math.max(1, load.requests);
     }
     results.push(result);
     console.log(
-      `${Math.round(result.rps)} req/s (${(result.ofCeiling * 100).toFixed(1)} % of ceiling), p95 ${result.latencyMs.p95.toFixed(2)} ms, p99 ${result.latencyMs.p99.toFixed(2)} ms${result.serviceCpuUsPerRequest === undefined ? "" : `, service CPU ${result.serviceCpuUsPerRequest.toFixed(1)} µs/request`}, failures ${(result.failureRate * 100).toFixed(2)} %`,
+      `${Math.round(result.rps)} req/s (${(result.ofCeiling * 100).toFixed(1)} % of ceiling), p95 ${result.latencyMs.p95.toFixed(2)} ms, p99 ${result.latencyMs.p99.toFixed(2)} ms${result.serviceCpuUsPerRequest === undefined ? "" : `, service CPU ${result.serviceCpuUsPerRequest.toFixed(1)} µs/request`}, failures ${(result.failureRate * 100).toFixed(2)} %${result.relay === undefined ? "" : `; events ${result.relay.written}, delivered by the end: webhook ${result.relay.deliveredByEnd.webhook}, nats ${result.relay.deliveredByEnd.nats}; all delivered ${(result.relay.drainMs / 1000).toFixed(1)} s later`}`,
     );
     if (SCENARIOS[name].phases === "breakpoint" && (result.latencyMs.p95 > 500 || result.failureRate > 0.01)) break;
   }
@@ -437,11 +502,19 @@ async function main(): Promise<void> {
     console.log(`${Math.round(ceilingRps)} req/s`);
 
     const results: ScenarioResult[] = [];
-    // A variant's classes run back to back, so what drifts on the machine over a run touches both alike.
-    for (const variant of options.variants) {
-      for (const durability of options.durability) {
-        results.push(...(await runVariant(variant, durability, options, driver, secret, ceilingRps)));
+    const sinks = options.events ? await startSinks(options.natsUrl) : null;
+    try {
+      // A variant's classes (and with --events, the outbox off then on) run back to back, so what
+      // drifts on the machine over a run touches both alike.
+      for (const variant of options.variants) {
+        for (const durability of options.durability) {
+          for (const withSinks of sinks === null ? [null] : [null, sinks]) {
+            results.push(...(await runVariant(variant, durability, options, driver, secret, ceilingRps, withSinks)));
+          }
+        }
       }
+    } finally {
+      await sinks?.stop();
     }
 
     const run: BenchRun = {
@@ -471,6 +544,74 @@ async function main(): Promise<void> {
     }
   } finally {
     rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** The sinks of `--events`: a webhook receiver process and a JetStream stream of the bench's own. */
+interface EventSinks {
+  env: Record<string, string>;
+  stop(): Promise<void>;
+}
+
+async function startSinks(natsUrl: string): Promise<EventSinks> {
+  const receiver = await spawnListening([process.execPath, "load/webhook-receiver.ts"], {
+    cwd: root,
+    env: { ...process.env, PORT: "0" },
+    stderr: "inherit",
+  });
+  const tag = `${process.pid}_${randomBytes(4).toString("hex")}`;
+  const stream = `FLASHCART_BENCH_${tag}`;
+  return {
+    env: {
+      WEBHOOK_URL: `${receiver.url}/flashcart`,
+      WEBHOOK_SECRET: `whsec_${randomBytes(32).toString("base64")}`,
+      NATS_URL: natsUrl,
+      NATS_STREAM: stream,
+      NATS_SUBJECT_PREFIX: `flashcart-bench.${tag}.events`,
+    },
+    async stop() {
+      await stop(receiver);
+      const connection = await connectNats({ servers: natsUrl });
+      try {
+        await (await jetstreamManager(connection)).streams.delete(stream).catch(() => false);
+      } finally {
+        await connection.close();
+      }
+    },
+  };
+}
+
+/** Sums of a metric's samples whose labels contain `labels`, from the service's /metrics. */
+async function metricSums(url: string): Promise<(name: string, labels?: string) => number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return (name, labels = "") =>
+    text
+      .split("\n")
+      .filter((line) => line.startsWith(`${name}{`) && line.includes(labels))
+      .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(" ") + 1)), 0);
+}
+
+/** Events written by the service so far, and delivered to each sink. */
+async function relayCounts(url: string): Promise<{ written: number; webhook: number; nats: number }> {
+  const sum = await metricSums(url);
+  return {
+    written: sum("flashcart_events_written_total"),
+    webhook: sum("flashcart_events_delivered_total", 'sink="webhook"'),
+    nats: sum("flashcart_events_delivered_total", 'sink="nats"'),
+  };
+}
+
+/** Waits until both sinks have every event (how long that took, in ms); throws past `boundMs`. */
+async function drained(url: string, boundMs: number): Promise<number> {
+  const started = performance.now();
+  const caughtUp = ["webhook", "nats"].map(
+    (sink) => `flashcart_events_oldest_undelivered_age_seconds{sink="${sink}"} 0\n`,
+  );
+  for (;;) {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    if (caughtUp.every((line) => text.includes(line))) return performance.now() - started;
+    if (performance.now() - started > boundMs) throw new Error(`the relay did not catch up within ${boundMs} ms`);
+    await Bun.sleep(100);
   }
 }
 

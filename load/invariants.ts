@@ -65,3 +65,51 @@ export async function brokenInvariants(
   }
   return broken;
 }
+
+/**
+ * The outbox against the effects (with EVENTS=on): every committed effect has exactly one event and
+ * every event one effect. A user coupon ↔ one coupon.claimed with its id; an order (paid, and perhaps
+ * cancelled since) ↔ one order.paid; a cancelled order ↔ one order.cancelled; a sold-out drop ↔ one
+ * coupon.sold_out (and no other drop has one); a CHARGE history row ↔ one points.charged with that user
+ * and balance. Empty when all hold. (Retention must not have deleted events yet.)
+ */
+export async function brokenEventInvariants(source: RowSource): Promise<string[]> {
+  const query = rowReader(source);
+  const sqlite = source instanceof Database;
+  const field = (name: string) => (sqlite ? `json_extract(data, '$.${name}')` : `(data::json->>'${name}')::bigint`);
+  const idsOf = async (sql: string) => (await query(sql)).map((row) => `${row.k}`);
+  const eventKeys = (type: string, key: string) => idsOf(`SELECT ${key} AS k FROM events WHERE type = '${type}'`);
+  const issued = sqlite
+    ? "c.issued_quantity"
+    : "c.issued_quantity - coalesce((SELECT sum(s.total - s.issued) FROM coupon_shards s WHERE s.coupon_id = c.id), 0)";
+  const pairs: [string, Promise<string[]>, Promise<string[]>][] = [
+    ["user coupon", idsOf("SELECT id AS k FROM user_coupons"), eventKeys("coupon.claimed", field("id"))],
+    ["order", idsOf("SELECT id AS k FROM orders"), eventKeys("order.paid", field("id"))],
+    [
+      "cancelled order",
+      idsOf("SELECT id AS k FROM orders WHERE status = 'CANCELLED'"),
+      eventKeys("order.cancelled", field("id")),
+    ],
+    [
+      "sold-out drop",
+      idsOf(`SELECT c.id AS k FROM coupons c WHERE ${issued} = c.total_quantity`),
+      eventKeys("coupon.sold_out", field("id")),
+    ],
+    [
+      "charge",
+      idsOf("SELECT user_id || ':' || balance_after AS k FROM point_history WHERE type = 'CHARGE'"),
+      eventKeys("points.charged", `${field("userId")} || ':' || ${field("balance")}`),
+    ],
+  ];
+  const broken: string[] = [];
+  for (const [what, effectsRead, eventsRead] of pairs) {
+    const counts = new Map<string, number>();
+    for (const key of await effectsRead) counts.set(key, (counts.get(key) ?? 0) + 1);
+    for (const key of await eventsRead) counts.set(key, (counts.get(key) ?? 0) - 1);
+    for (const [key, difference] of counts) {
+      if (difference > 0) broken.push(`${what} ${key}: ${difference} effect(s) without an event`);
+      if (difference < 0) broken.push(`${what} ${key}: ${-difference} event(s) too many`);
+    }
+  }
+  return broken;
+}

@@ -29,6 +29,10 @@ export interface ScenarioResult {
   serviceCpuUsPerRequest?: number;
   /** PostgreSQL variants' coupon and order runs: pgbench's tps for the same claim or order (load/pgbench.ts). */
   postgres?: { tps: number } | { missing: string };
+  /** With --events: the outbox and both sinks off, or on. */
+  events?: "on" | "off";
+  /** With the outbox on: events written during the phase, delivered by its end, and when all were. */
+  relay?: { written: number; deliveredByEnd: { webhook: number; nats: number }; drainMs: number };
 }
 
 /** Adapter efficiency: requests/s over pgbench's tps for the same claim or order ("–" where not measured). */
@@ -70,7 +74,42 @@ const describeClass = (name: Durability, run: BenchRun) => {
 
 const ms = (n: number) => (n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : Math.round(n).toString());
 const pct = (n: number) => `${(n * 100).toFixed(n < 0.1 ? 2 : 1)} %`;
-const label = (r: ScenarioResult) => `${r.variant} ${r.scenario} @${r.connections} · ${r.durability}`;
+const label = (r: ScenarioResult) =>
+  `${r.variant}${r.events === undefined ? "" : ` events ${r.events}`} ${r.scenario} @${r.connections} · ${r.durability}`;
+
+/**
+ * With --events: each variant's phases with the outbox and both sinks off and on, side by side, the
+ * ratio of their throughputs, and how far the relay was behind at the end of the phase.
+ */
+function eventsTable(results: ScenarioResult[]): string[] {
+  const on = results.filter((r) => r.events === "on");
+  if (on.length === 0) return [];
+  const lines = [
+    "",
+    "## The outbox and both sinks (webhook, NATS JetStream) on against off",
+    "",
+    "Same variant, class and scenario, the service started afresh for each; ratio = req/s on ÷ req/s off. Events written during the phase, how many each sink had acknowledged when it ended, and how long after it every event was delivered.",
+    "",
+    "| durability | variant | scenario | req/s off | req/s on | ratio | p95 ms off / on | events | by the end: webhook / nats | all delivered after |",
+    "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+  ];
+  for (const r of on) {
+    const off = results.find(
+      (o) =>
+        o.events === "off" &&
+        o.variant === r.variant &&
+        o.durability === r.durability &&
+        o.scenario === r.scenario &&
+        o.connections === r.connections,
+    );
+    if (off === undefined || r.relay === undefined) continue;
+    const { written, deliveredByEnd, drainMs } = r.relay;
+    lines.push(
+      `| ${r.durability} | ${r.variant} | ${r.scenario} | ${Math.round(off.rps)} | ${Math.round(r.rps)} | **${(r.rps / off.rps).toFixed(2)}** | ${ms(off.latencyMs.p95)} / ${ms(r.latencyMs.p95)} | ${written} | ${deliveredByEnd.webhook} / ${deliveredByEnd.nats} | ${(drainMs / 1000).toFixed(1)} s |`,
+    );
+  }
+  return lines;
+}
 
 export function renderMarkdown(run: BenchRun): string {
   const lines = [
@@ -101,7 +140,7 @@ export function renderMarkdown(run: BenchRun): string {
         .filter(([s]) => Number(s) >= 200 && Number(s) < 300)
         .reduce((sum, [, n]) => sum + n, 0);
       lines.push(
-        `| ${r.durability} | ${r.variant} | ${r.scenario} | ${r.connections} | ${r.thinkMs ? `${r.thinkMs} ms` : "–"} | ${Math.round(r.rps)} | ${pct(r.ofCeiling)} | ${ofPostgres(r)} | ${ms(r.latencyMs.p50)} | ${ms(r.latencyMs.p95)} | ${ms(r.latencyMs.p99)} | ${ms(r.latencyMs.max)} | ${r.serviceCpuUsPerRequest === undefined ? "–" : r.serviceCpuUsPerRequest.toFixed(1)} | ${ok} | ${r.statuses["409"] ?? 0} | ${pct(r.failureRate)} | ${r.invariants.length === 0 ? "all hold" : `**broken**: ${r.invariants.join("; ")}`} |`,
+        `| ${r.durability} | ${r.variant}${r.events === undefined ? "" : ` (events ${r.events})`} | ${r.scenario} | ${r.connections} | ${r.thinkMs ? `${r.thinkMs} ms` : "–"} | ${Math.round(r.rps)} | ${pct(r.ofCeiling)} | ${ofPostgres(r)} | ${ms(r.latencyMs.p50)} | ${ms(r.latencyMs.p95)} | ${ms(r.latencyMs.p99)} | ${ms(r.latencyMs.max)} | ${r.serviceCpuUsPerRequest === undefined ? "–" : r.serviceCpuUsPerRequest.toFixed(1)} | ${ok} | ${r.statuses["409"] ?? 0} | ${pct(r.failureRate)} | ${r.invariants.length === 0 ? "all hold" : `**broken**: ${r.invariants.join("; ")}`} |`,
       );
     }
     for (const variant of new Set(results.map((r) => r.variant))) {
@@ -116,6 +155,7 @@ export function renderMarkdown(run: BenchRun): string {
       );
     }
   }
+  lines.push(...eventsTable(run.results));
   lines.push("", "![throughput and p99 per scenario, by durability class](latest.svg)", "");
   return lines.join("\n");
 }

@@ -8,6 +8,7 @@ import { type AppEnv, authenticate, perCallerLimit } from "./http/auth.ts";
 import { strictUtf8Json } from "./http/body.ts";
 import { couponsRoutes } from "./http/coupons.ts";
 import { docsRoutes } from "./http/docs.ts";
+import { eventsRoutes } from "./http/events.ts";
 import { healthRoutes } from "./http/health.ts";
 import { observe } from "./http/observe.ts";
 import { ordersRoutes } from "./http/orders.ts";
@@ -54,6 +55,7 @@ export function createApp(deps: AppDeps & { rateLimitStore?: () => RateLimitStor
   app.route("/", productsRoutes(routeDeps));
   app.route("/", couponsRoutes(routeDeps));
   app.route("/", ordersRoutes(routeDeps));
+  app.route("/", eventsRoutes(routeDeps));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
     type: "http",

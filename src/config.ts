@@ -42,6 +42,16 @@ const databaseUrl = z
     return z.NEVER;
   });
 
+/** A Standard Webhooks secret: `whsec_` and the base64 of 24 to 64 random bytes. */
+const webhookSecret = z
+  .string()
+  .trim()
+  .regex(/^whsec_[A-Za-z0-9+/]+={0,2}$/, "expected whsec_ followed by base64")
+  .refine((secret) => {
+    const bytes = Buffer.from(secret.slice("whsec_".length), "base64").length;
+    return bytes >= 24 && bytes <= 64;
+  }, "the base64 after whsec_ must hold 24 to 64 bytes");
+
 const envSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65_535).default(3000),
   /** Serving processes sharing PORT (`serve --workers N` overrides it). */
@@ -82,6 +92,28 @@ const envSchema = z.object({
   REDIS_TIMEOUT_MS: z.coerce.number().int().min(10).max(60_000).default(REDIS_TIMEOUT_MS),
   /** Prepended to every rate-limit key in Redis: deployments sharing one Redis need different prefixes. */
   RATE_LIMIT_REDIS_PREFIX: z.string().min(1).default("flashcart:rate-limit:"),
+  /** The transactional outbox: every committed claim, order, cancel and charge records its event. */
+  EVENTS: z.enum(["on", "off"]).default("on"),
+  /** Events older than this are deleted, once every configured sink has received them. */
+  EVENTS_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(7),
+  /** Where the relay POSTs each event, signed per Standard Webhooks. */
+  WEBHOOK_URL: z.url({ protocol: /^https?$/, error: "expected an http:// or https:// URL" }).optional(),
+  WEBHOOK_SECRET: webhookSecret.optional(),
+  /** A delivery not answered 2xx within this is retried. */
+  WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(5000),
+  /** NATS with JetStream, where the relay publishes each event. */
+  NATS_URL: z
+    .string()
+    .regex(/^(nats|tls):\/\/./, "expected nats://host:port")
+    .optional(),
+  NATS_STREAM: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/, "letters, digits, _ and - only")
+    .default("FLASHCART_EVENTS"),
+  NATS_SUBJECT_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, "dot-separated tokens of letters, digits, _ and -")
+    .default("flashcart.events"),
 });
 
 export type LogLevel = z.infer<typeof envSchema>["LOG_LEVEL"];
@@ -104,6 +136,15 @@ export interface Config {
   /** Bound on one Redis command, connecting included (coupon strategy and shared rate limits alike). */
   redisTimeoutMs: number;
   pg: PgConfig;
+  events: EventsConfig;
+}
+
+export interface EventsConfig {
+  /** Whether writes record events (EVENTS=on). */
+  recording: boolean;
+  retentionDays: number;
+  webhook: { url: string; secret: string; timeoutMs: number } | null;
+  nats: { url: string; stream: string; subjectPrefix: string } | null;
 }
 
 export type DatabaseConfig =
@@ -143,6 +184,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     // Several processes share a PostgreSQL database: they must share one configured secret.
     throw new ConfigError("Invalid configuration:\n  JWT_SECRET: required with a PostgreSQL DATABASE_URL");
   }
+  if ((e.WEBHOOK_URL === undefined) !== (e.WEBHOOK_SECRET === undefined)) {
+    throw new ConfigError("Invalid configuration:\n  WEBHOOK_URL, WEBHOOK_SECRET: set both, or neither");
+  }
+  if (e.EVENTS === "off" && (e.WEBHOOK_URL !== undefined || e.NATS_URL !== undefined)) {
+    throw new ConfigError("Invalid configuration:\n  EVENTS: a sink (WEBHOOK_URL, NATS_URL) needs EVENTS=on");
+  }
   if (e.WORKERS > 1 && e.DATABASE_URL.kind === "sqlite" && e.DATABASE_URL.path === ":memory:") {
     throw new ConfigError("Invalid configuration:\n  WORKERS: each worker would have its own sqlite::memory: database");
   }
@@ -175,6 +222,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       synchronousCommit: e.PG_SYNCHRONOUS_COMMIT,
       couponStrategy: e.COUPON_STRATEGY,
       redisUrl: e.REDIS_URL,
+    },
+    events: {
+      recording: e.EVENTS === "on",
+      retentionDays: e.EVENTS_RETENTION_DAYS,
+      webhook:
+        e.WEBHOOK_URL === undefined || e.WEBHOOK_SECRET === undefined
+          ? null
+          : { url: e.WEBHOOK_URL, secret: e.WEBHOOK_SECRET, timeoutMs: e.WEBHOOK_TIMEOUT_MS },
+      nats:
+        e.NATS_URL === undefined
+          ? null
+          : { url: e.NATS_URL, stream: e.NATS_STREAM, subjectPrefix: e.NATS_SUBJECT_PREFIX },
     },
   };
 }

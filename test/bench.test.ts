@@ -186,3 +186,21 @@ test("the SVG chart has one bar pair per phase and marks broken runs red", () =>
     at("relaxed: SQLite synchronous=NORMAL, PostgreSQL synchronous_commit=off"),
   );
 });
+
+test("with --events the report sets each phase with the outbox on beside the same phase off, with their ratio", () => {
+  const base = results[0] as ScenarioResult;
+  const off: ScenarioResult = { ...base, scenario: "order", kind: "order", events: "off", rps: 10_000 };
+  const on: ScenarioResult = {
+    ...off,
+    events: "on",
+    rps: 9_400,
+    latencyMs: { ...base.latencyMs, p95: 7.5 },
+    relay: { written: 75_200, deliveredByEnd: { webhook: 40_000, nats: 75_200 }, drainMs: 3_250 },
+  };
+  const markdown = renderMarkdown({ ...run, results: [off, on] });
+  expect(markdown).toContain("| durable | sqlite (events off) | order | 100 |");
+  expect(markdown).toContain("| durable | sqlite (events on) | order | 100 |");
+  expect(markdown).toContain(
+    "| durable | sqlite | order | 10000 | 9400 | **0.94** | 6.25 / 7.50 | 75200 | 40000 / 75200 | 3.3 s |",
+  );
+});

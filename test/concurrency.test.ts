@@ -3,7 +3,7 @@
  * once; afterwards the exact counts are checked over HTTP and in the file itself.
  */
 import { describe, expect, test } from "bun:test";
-import { brokenInvariants } from "../load/invariants.ts";
+import { brokenEventInvariants, brokenInvariants } from "../load/invariants.ts";
 import type { Client, Reply } from "./support/api.ts";
 import { describeOnEveryBackend } from "./support/every-backend.ts";
 
@@ -57,6 +57,8 @@ describeOnEveryBackend({ serverPer: "test" }, ({ server, admin: api }) => {
         remainingQuantity: 0,
       });
       expect(await brokenInvariants(server.db)).toEqual([]);
+      // Every claim, sold-out drop, order and cancel of the stampede has exactly one event.
+      expect(await brokenEventInvariants(server.db)).toEqual([]);
     });
 
     test("after a drop sells out, every holder is told they hold it and everyone else that none is left", async () => {
@@ -90,6 +92,8 @@ describeOnEveryBackend({ serverPer: "test" }, ({ server, admin: api }) => {
         remainingQuantity: 99,
       });
       expect(await brokenInvariants(server.db)).toEqual([]);
+      // Every claim, sold-out drop, order and cancel of the stampede has exactly one event.
+      expect(await brokenEventInvariants(server.db)).toEqual([]);
     });
   });
 
@@ -105,6 +109,8 @@ describeOnEveryBackend({ serverPer: "test" }, ({ server, admin: api }) => {
       expect(await scalar("SELECT count(*) FROM orders")).toBe(50);
       expect(await scalar("SELECT sum(balance) FROM users")).toBe(300 * 10_000 - 50 * 1000);
       expect(await brokenInvariants(server.db, new Map([[product.id, 50]]))).toEqual([]);
+      // Every claim, sold-out drop, order and cancel of the stampede has exactly one event.
+      expect(await brokenEventInvariants(server.db)).toEqual([]);
     });
 
     test("one coupon in 30 simultaneous orders is used exactly once", async () => {
@@ -126,6 +132,8 @@ describeOnEveryBackend({ serverPer: "test" }, ({ server, admin: api }) => {
       expect(await scalar("SELECT count(*) FROM orders WHERE user_coupon_id = ?", held.body.id)).toBe(1);
       expect(await scalar("SELECT status FROM user_coupons WHERE id = ?", held.body.id)).toBe("USED");
       expect(await brokenInvariants(server.db, new Map([[product.id, 1000]]))).toEqual([]);
+      // Every claim, sold-out drop, order and cancel of the stampede has exactly one event.
+      expect(await brokenEventInvariants(server.db)).toEqual([]);
     });
 
     test("1,000 points against 50 simultaneous 100-point orders: exactly 10 paid, balance 0", async () => {
@@ -141,6 +149,8 @@ describeOnEveryBackend({ serverPer: "test" }, ({ server, admin: api }) => {
       expect(await scalar("SELECT count(*) FROM point_history WHERE user_id = ? AND type = 'USE'", buyer.id)).toBe(10);
       expect((await api.get(`/api/products/${product.id}`)).body.stock).toBe(990);
       expect(await brokenInvariants(server.db, new Map([[product.id, 1000]]))).toEqual([]);
+      // Every claim, sold-out drop, order and cancel of the stampede has exactly one event.
+      expect(await brokenEventInvariants(server.db)).toEqual([]);
     });
 
     test("orders and cancels racing on the same products keep stock and points exact", async () => {

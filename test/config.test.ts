@@ -2,6 +2,9 @@ import { describe, expect, test } from "bun:test";
 import { ConfigError, loadConfig } from "../src/config.ts";
 import { durabilityClasses, durabilitySettings } from "../src/durability.ts";
 
+/** A Standard Webhooks secret: whsec_ and 32 bytes in base64. */
+const SECRET = `whsec_${Buffer.alloc(32, 7).toString("base64")}`;
+
 describe("loadConfig", () => {
   test("defaults serve on 3000 with a SQLite file under ./data, durable", () => {
     expect(loadConfig({})).toEqual({
@@ -26,6 +29,7 @@ describe("loadConfig", () => {
         couponStrategy: "atomic",
         redisUrl: "redis://127.0.0.1:6379",
       },
+      events: { recording: true, retentionDays: 7, webhook: null, nats: null },
     });
   });
 
@@ -50,6 +54,13 @@ describe("loadConfig", () => {
       COUPON_STRATEGY: "redis",
       REDIS_URL: "redis://cache:6380",
       REDIS_TIMEOUT_MS: "300",
+      EVENTS_RETENTION_DAYS: "30",
+      WEBHOOK_URL: "https://platform.example/hooks/flashcart",
+      WEBHOOK_SECRET: SECRET,
+      WEBHOOK_TIMEOUT_MS: "2500",
+      NATS_URL: "nats://nats:4222",
+      NATS_STREAM: "SHOP_EVENTS",
+      NATS_SUBJECT_PREFIX: "shop.events",
     });
     expect(config).toEqual({
       port: 8080,
@@ -73,7 +84,35 @@ describe("loadConfig", () => {
         couponStrategy: "redis",
         redisUrl: "redis://cache:6380",
       },
+      events: {
+        recording: true,
+        retentionDays: 30,
+        webhook: { url: "https://platform.example/hooks/flashcart", secret: SECRET, timeoutMs: 2500 },
+        nats: { url: "nats://nats:4222", stream: "SHOP_EVENTS", subjectPrefix: "shop.events" },
+      },
     });
+  });
+
+  test("events: off turns the outbox off; a webhook needs its secret, a sink needs events on", () => {
+    expect(loadConfig({ EVENTS: "off" }).events.recording).toBe(false);
+    const refused = (env: Record<string, string>) => {
+      try {
+        loadConfig(env);
+      } catch (error) {
+        expect(error).toBeInstanceOf(ConfigError);
+        return (error as Error).message;
+      }
+      throw new Error(`accepted ${JSON.stringify(env)}`);
+    };
+    expect(refused({ WEBHOOK_URL: "https://x.example/h" })).toContain("WEBHOOK_URL, WEBHOOK_SECRET");
+    expect(refused({ WEBHOOK_URL: "ftp://x.example/h", WEBHOOK_SECRET: SECRET })).toContain("WEBHOOK_URL");
+    expect(refused({ WEBHOOK_URL: "https://x.example/h", WEBHOOK_SECRET: "whsec_c2hvcnQ=" })).toContain(
+      "24 to 64 bytes",
+    );
+    expect(refused({ WEBHOOK_URL: "https://x.example/h", WEBHOOK_SECRET: "secret" })).toContain("WEBHOOK_SECRET");
+    expect(refused({ EVENTS: "off", NATS_URL: "nats://127.0.0.1:4222" })).toContain("needs EVENTS=on");
+    expect(refused({ NATS_URL: "http://127.0.0.1:4222" })).toContain("NATS_URL");
+    expect(refused({ EVENTS_RETENTION_DAYS: "0" })).toContain("EVENTS_RETENTION_DAYS");
   });
 
   test("accepts the in-memory database and sqlite:// spellings; empty means unset", () => {

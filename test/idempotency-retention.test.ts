@@ -7,6 +7,7 @@ import { SqliteStore } from "../src/store/sqlite/store.ts";
 test("purge removes only keys older than the cut-off; a purged key can be used afresh", async () => {
   const store = new SqliteStore(openSqlite({ path: ":memory:", synchronous: "NORMAL", busyTimeoutMs: 0 }), {
     writeLockWaitMs: 0,
+    events: true,
   });
   const t0 = Date.UTC(2026, 0, 1);
   const user = await store.createUser("kim", t0);

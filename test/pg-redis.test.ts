@@ -30,7 +30,12 @@ describe.each(backends.includes("pg-redis") ? ["pg-redis"] : [])("%s", () => {
     const open = async () => {
       const db = await openPg({ url: TEST_DATABASE_URL, schema, poolMax: 4, statementTimeoutMs: 5000 });
       prefix = await redisPrefixOf(db.$client);
-      return new PgStore(db, { couponStrategy: "redis", redis: new RedisLink(redisUrl), redisPrefix: prefix });
+      return new PgStore(db, {
+        couponStrategy: "redis",
+        events: true,
+        redis: new RedisLink(redisUrl),
+        redisPrefix: prefix,
+      });
     };
     let store = await open();
     const remaining = async (couponId: number) =>

@@ -19,6 +19,7 @@ describe.each(backends.includes("pg-sharded") ? ["pg-sharded"] : [])("%s", () =>
     const open = async (couponStrategy: "sharded" | "atomic") =>
       new PgStore(await openPg({ url: TEST_DATABASE_URL, schema, poolMax: 10, statementTimeoutMs: 10_000 }), {
         couponStrategy,
+        events: true,
       });
     const store = await open("sharded");
     const auditor = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {}, connection: { search_path: schema } });

@@ -77,6 +77,8 @@ describe("openSqlite", () => {
       .all() as { name: string; sql: string }[];
     expect(tables.map((t) => t.name).sort()).toEqual([
       "coupons",
+      "event_sinks",
+      "events",
       "idempotency_keys",
       "order_items",
       "orders",

@@ -10,13 +10,17 @@ import { createApp } from "../app.ts";
 import { resolveJwtSecret } from "../auth/secret.ts";
 import { TokenVerifier } from "../auth/tokens.ts";
 import { type Config, ConfigError, loadConfig } from "../config.ts";
-import { limits } from "../domain/limits.ts";
+import { DAY_MS, limits } from "../domain/limits.ts";
 import { systemClock } from "../domain/time.ts";
+import { NatsSink } from "../events/nats.ts";
+import { Relay, type Sink } from "../events/relay.ts";
+import { WebhookSink } from "../events/webhook.ts";
 import { redisRateLimitStores } from "../http/auth.ts";
 import { createLogger, type Logger } from "../logger.ts";
-import { createMetrics, instrumentStore } from "../observability/metrics.ts";
+import { createMetrics, instrumentStore, observeOutbox, relayObserver } from "../observability/metrics.ts";
 import { RedisLink } from "../redis-link.ts";
 import { openStore } from "../store/index.ts";
+import type { Outbox } from "../store/port.ts";
 
 /** Set (to the worker's number, 1..N) in the environment of the processes a supervisor starts. */
 const WORKER_MARKER = "FLASHCART_WORKER";
@@ -82,9 +86,18 @@ function withFields(logger: Logger, fields: Record<string, unknown>): Logger {
 async function serve(config: Config, logger: Logger, worker: number | null): Promise<void> {
   const metrics = config.metrics ? createMetrics() : null;
   let store: Awaited<ReturnType<typeof openStore>>;
+  const sinks = sinksOf(config);
   try {
     const opened = await openStore(config);
     store = metrics === null ? opened : instrumentStore(opened, metrics);
+    if (metrics !== null) {
+      observeOutbox(
+        metrics,
+        opened.outbox,
+        sinks.map((sink) => sink.name),
+        systemClock.now,
+      );
+    }
   } catch (error) {
     logger.error("cannot open the database", { error: error instanceof Error ? error.message : String(error) });
     process.exit(1);
@@ -130,6 +143,20 @@ async function serve(config: Config, logger: Logger, worker: number | null): Pro
     // Which promise a 2xx makes (src/durability.ts): durable = on disk before the answer.
     durability: config.durability,
   };
+  // The relay pushes the outbox to the sinks from here (whichever process holds its lock), yielding to
+  // requests while any are waiting.
+  const relay =
+    sinks.length === 0
+      ? null
+      : new Relay(store.outbox, sinks, {
+          logger,
+          observer: metrics === null ? null : relayObserver(metrics),
+          now: systemClock.now,
+          busy: () => server.pendingRequests > 0,
+        });
+  relay?.start();
+  const retention = keepEvents(store.outbox, config, sinks, logger);
+
   if (worker === null) {
     logger.info("flashcart listening", listening);
   } else {
@@ -161,6 +188,7 @@ async function serve(config: Config, logger: Logger, worker: number | null): Pro
     }, SHUTDOWN_BACKSTOP_MS);
     backstop.unref();
     clearInterval(purgeTimer);
+    clearInterval(retention);
     // Stop accepting; Bun closes idle keep-alive connections at once. A graceful stop alone would also
     // wait for connections whose request never arrived whole (a half-sent header), until their idle
     // timeout: so wait for the requests being handled only, bounded, then close whatever is left.
@@ -168,6 +196,7 @@ async function serve(config: Config, logger: Logger, worker: number | null): Pro
     const unfinished = await requestsDrained(server, DRAIN_MS);
     if (unfinished > 0) logger.warn("requests still unfinished at the drain bound: closing them", { unfinished });
     await server.stop(true);
+    await relay?.stop(); // records what the sinks acknowledged, then releases the relay's lock
     await store.close(); // commits what the group commit still holds, then closes the database
     redis?.close();
     logger.info("stopped");
@@ -181,6 +210,33 @@ async function serve(config: Config, logger: Logger, worker: number | null): Pro
     const supervisor = process.ppid;
     setInterval(() => process.ppid !== supervisor && void shutdown("supervisor gone"), 1000).unref();
   }
+}
+
+/** The sinks the configuration names, in a fixed order. */
+function sinksOf(config: Config): Sink[] {
+  const sinks: Sink[] = [];
+  if (config.events.webhook !== null) sinks.push(new WebhookSink(config.events.webhook));
+  if (config.events.nats !== null) sinks.push(new NatsSink(config.events.nats));
+  return sinks;
+}
+
+/**
+ * Retention: events older than EVENTS_RETENTION_DAYS are deleted hourly (and a minute after start),
+ * but only those every configured sink has received; the rest wait for it, however old.
+ */
+function keepEvents(outbox: Outbox, config: Config, sinks: readonly Sink[], logger: Logger): Timer {
+  const purge = () =>
+    outbox
+      .purgeEvents(
+        systemClock.now() - config.events.retentionDays * DAY_MS,
+        sinks.map((sink) => sink.name),
+      )
+      .then((removed) => removed > 0 && logger.info("purged events past their retention", { removed }))
+      .catch((error) => logger.warn("event retention failed; trying again in an hour", { error: String(error) }));
+  setTimeout(purge, 60_000).unref();
+  const timer = setInterval(purge, 60 * 60 * 1000);
+  timer.unref();
+  return timer;
 }
 
 /**

@@ -1,6 +1,7 @@
 import { refused } from "./errors.ts";
 import { DAY_MS, limits } from "./limits.ts";
-import type { CouponTerms, UserCouponStatus } from "./model.ts";
+import type { Coupon, CouponTerms, UserCouponStatus } from "./model.ts";
+import { isoOf, isoOrNull } from "./time.ts";
 
 /**
  * The coupon rules, in one place for every backend.
@@ -38,6 +39,34 @@ export function couponDefinitionProblems(input: {
 export interface IssueWindow {
   issueStartsAt: number | null;
   issueEndsAt: number | null;
+}
+
+/** A drop as created (timestamps in epoch milliseconds): everything but its claimed count, and never changed. */
+export interface CouponDefinition extends CouponTerms, IssueWindow {
+  id: number;
+  name: string;
+  validDays: number;
+  totalQuantity: number;
+  createdAt: number;
+}
+
+/** A drop as the API shows it, with `issuedQuantity` of its supply claimed. */
+export function couponOf(drop: CouponDefinition, issuedQuantity: number): Coupon {
+  return {
+    id: drop.id,
+    name: drop.name,
+    discountType: drop.discountType,
+    discountValue: drop.discountValue,
+    maxDiscount: drop.maxDiscount,
+    minOrderAmount: drop.minOrderAmount,
+    issueStartsAt: isoOrNull(drop.issueStartsAt),
+    issueEndsAt: isoOrNull(drop.issueEndsAt),
+    validDays: drop.validDays,
+    totalQuantity: drop.totalQuantity,
+    issuedQuantity,
+    remainingQuantity: drop.totalQuantity - issuedQuantity,
+    createdAt: isoOf(drop.createdAt),
+  };
 }
 
 /** A coupon can be claimed from `issueStartsAt` (inclusive) until `issueEndsAt` (exclusive). */

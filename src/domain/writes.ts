@@ -4,8 +4,9 @@
  * checks, and so the answer to any request, on every backend. Stores only answer the moves: "no row"
  * is null, "no change" is false; every refusal is decided and built here.
  */
-import { assertCouponUsable, assertIssuable, expiryOf, type HeldCoupon, type IssueWindow } from "./coupon.ts";
+import { assertCouponUsable, assertIssuable, type CouponDefinition, expiryOf, type HeldCoupon } from "./coupon.ts";
 import { notFound, refused } from "./errors.ts";
+import { type ClaimEvents, claimEvents, type NewEvent, orderCancelled, orderPaid, pointsCharged } from "./events.ts";
 import { limits } from "./limits.ts";
 import type { ClaimedCoupon, Order, OrderLine, PointBalance, PointHistoryType } from "./model.ts";
 import {
@@ -75,6 +76,11 @@ export interface NewHistoryEntry {
   createdAt: number;
 }
 
+/** The outbox: an event is written in the same transaction as the effect it tells of. */
+export interface EventStorage {
+  recordEvent(event: NewEvent): void;
+}
+
 /** Moves shared by several writes. */
 export interface UserStorage {
   userExists(userId: number): boolean;
@@ -93,8 +99,8 @@ export interface IdempotencyStorage {
 }
 
 export interface ClaimStorage {
-  /** The drop's issue window and validity, or null. */
-  findCoupon(couponId: number): (IssueWindow & { validDays: number }) | null;
+  /** The drop's definition, or null. */
+  findCoupon(couponId: number): CouponDefinition | null;
   userExists(userId: number): boolean;
   /**
    * A refusal already known without taking a lock: the user holds this coupon, else the drop is
@@ -104,12 +110,21 @@ export interface ClaimStorage {
   knownRefusal(userId: number, couponId: number): ClaimRefusal | null;
   /**
    * The two guards, all or nothing, in this order: one per user (the unique (user, coupon) index),
-   * then the supply (`issued < total`). The new user coupon's id, or which guard refused it.
+   * then the supply (`issued < total`). The new user coupon's id, or which guard refused it. With
+   * `events`, a claim that commits also records coupon.claimed and, when it took the drop's last
+   * coupon, coupon.sold_out (see ClaimEvents).
    */
-  takeCoupon(holding: { userId: number; couponId: number; issuedAt: number; expiresAt: number }): number | ClaimRefusal;
+  takeCoupon(holding: NewHolding, events: ClaimEvents | null): number | ClaimRefusal;
 }
 
 export type ClaimRefusal = "ALREADY_CLAIMED" | "SOLD_OUT";
+
+export interface NewHolding {
+  userId: number;
+  couponId: number;
+  issuedAt: number;
+  expiresAt: number;
+}
 
 /** Everything an order writes, decided before any of it is written. */
 export interface OrderCommit {
@@ -118,6 +133,8 @@ export interface OrderCommit {
   lines: OrderLine[];
   /** Stored with the order when the request carried an Idempotency-Key. */
   response: { request: IdempotentRequest; body: string } | null;
+  /** order.paid, written with the order (null: events are off). */
+  event: NewEvent | null;
 }
 
 /** The guard that refused an order's commit (KEY_TAKEN: a request with the same key committed first). */
@@ -137,13 +154,13 @@ export interface OrderStorage extends Pick<UserStorage, "userExists">, Pick<Idem
    * The order's guarded writes, all or nothing, in this order: the key of an idempotent request
    * (KEY_TAKEN), the stock of each line in ascending product id (`stock >= quantity`), the coupon
    * (`AVAILABLE` → `USED`), the points when something is to be paid (`balance >= paid`); then the
-   * order row, its lines, the USE history entry with the balance after the debit, and the stored
-   * response. Null when committed, else the first guard that refused.
+   * order row, its lines, the USE history entry with the balance after the debit, the stored
+   * response and the event. Null when committed, else the first guard that refused.
    */
   commitOrder(commit: OrderCommit): OrderRefusal | null;
 }
 
-export interface CancelStorage extends UserStorage {
+export interface CancelStorage extends UserStorage, EventStorage {
   findOrder(orderId: number): OrderRecord | null;
   /** True when the order was PAID and is now CANCELLED. */
   markCancelled(orderId: number, now: number): boolean;
@@ -152,7 +169,7 @@ export interface CancelStorage extends UserStorage {
   releaseCoupon(userCouponId: number): void;
 }
 
-export type ChargeStorage = UserStorage & IdempotencyStorage;
+export type ChargeStorage = UserStorage & IdempotencyStorage & EventStorage;
 
 /** Everything a store must answer to run every write. */
 export type WriteStorage = ClaimStorage & OrderStorage & CancelStorage & ChargeStorage;
@@ -168,9 +185,10 @@ const claimRefusal = { ALREADY_CLAIMED: refused.alreadyClaimed, SOLD_OUT: refuse
 
 /**
  * Claim: coupon exists → user exists → inside the issue window → the user does not hold it yet →
- * one is left. (A user who holds a sold-out coupon is told they hold it.)
+ * one is left. (A user who holds a sold-out coupon is told they hold it.) Records coupon.claimed, and
+ * coupon.sold_out when it takes the last one, with `recordEvents`.
  */
-export function* claimCoupon(command: ClaimCoupon): Script<ClaimStorage, ClaimedCoupon> {
+export function* claimCoupon(command: ClaimCoupon, recordEvents: boolean): Script<ClaimStorage, ClaimedCoupon> {
   const { userId, couponId, now } = command;
   const coupon = yield* askClaim("findCoupon", couponId);
   if (coupon === null) throw notFound.coupon(couponId);
@@ -179,17 +197,18 @@ export function* claimCoupon(command: ClaimCoupon): Script<ClaimStorage, Claimed
   const known = yield* askClaim("knownRefusal", userId, couponId);
   if (known !== null) throw claimRefusal[known]();
   const expiresAt = expiryOf(now, coupon.validDays);
-  const id = yield* askClaim("takeCoupon", { userId, couponId, issuedAt: now, expiresAt });
-  if (typeof id !== "number") throw claimRefusal[id]();
-  return {
-    id,
+  const claim = {
     userId,
     couponId,
-    status: "AVAILABLE",
+    status: "AVAILABLE" as const,
     issuedAt: isoOf(now),
     expiresAt: isoOf(expiresAt),
     usedAt: null,
   };
+  const events = recordEvents ? claimEvents(claim, coupon, now) : null;
+  const id = yield* askClaim("takeCoupon", { userId, couponId, issuedAt: now, expiresAt }, events);
+  if (typeof id !== "number") throw claimRefusal[id]();
+  return { id, ...claim };
 }
 
 /** A replay of an earlier identical request, or null when this key is new (or there is none). */
@@ -216,9 +235,10 @@ function* remember(
 /**
  * Order: user exists → replay of the same Idempotency-Key → every product exists (ascending id) →
  * the coupon is usable → then the commit's guards: stock of each line (ascending id) → the coupon
- * is still unused → points. Then the rows: order, lines, history, stored response. All or nothing.
+ * is still unused → points. Then the rows: order, lines, history, stored response, order.paid (with
+ * `recordEvents`). All or nothing.
  */
-export function* placeOrder(command: PlaceOrder): Script<OrderStorage, Idempotent<Order>> {
+export function* placeOrder(command: PlaceOrder, recordEvents: boolean): Script<OrderStorage, Idempotent<Order>> {
   const { userId, userCouponId, now, idempotency } = command;
   if (!(yield* askOrder("userExists", userId))) throw notFound.user(userId);
   const replay = yield* replayOf(userId, idempotency);
@@ -253,8 +273,10 @@ export function* placeOrder(command: PlaceOrder): Script<OrderStorage, Idempoten
     ...amounts,
   };
   const order = orderOf(record, lines);
-  const response = idempotency === null ? null : { request: idempotency, body: JSON.stringify(order) };
-  const refusal = yield* askOrder("commitOrder", { order: record, lines, response });
+  const body = idempotency !== null || recordEvents ? JSON.stringify(order) : "";
+  const response = idempotency === null ? null : { request: idempotency, body };
+  const event = recordEvents ? orderPaid(order, now, body) : null;
+  const refusal = yield* askOrder("commitOrder", { order: record, lines, response, event });
   switch (refusal?.guard) {
     case undefined:
       break;
@@ -279,8 +301,9 @@ export function* placeOrder(command: PlaceOrder): Script<OrderStorage, Idempoten
  * points refunded: the exact inverse of placing it. A refund that would take the balance past its cap
  * (points charged meanwhile) is refused, and with it the whole cancel: the order stays PAID. (The
  * refund comes last, as the user's row is taken last when an order is placed: the same lock order.)
+ * Then order.cancelled, with `recordEvents`.
  */
-export function* cancelOrder(command: CancelOrder): Script<CancelStorage, Order> {
+export function* cancelOrder(command: CancelOrder, recordEvents: boolean): Script<CancelStorage, Order> {
   const { orderId, now } = command;
   const order = yield* askCancel("findOrder", orderId);
   if (order === null) throw notFound.order(orderId);
@@ -302,11 +325,19 @@ export function* cancelOrder(command: CancelOrder): Script<CancelStorage, Order>
       createdAt: now,
     });
   }
-  return orderOf({ ...order, status: "CANCELLED", cancelledAt: now }, lines);
+  const cancelled = orderOf({ ...order, status: "CANCELLED", cancelledAt: now }, lines);
+  if (recordEvents) yield* askCancel("recordEvent", orderCancelled(cancelled, now));
+  return cancelled;
 }
 
-/** Charge: user exists → replay of the same Idempotency-Key → the balance stays within its cap. */
-export function* chargePoints(command: ChargePoints): Script<ChargeStorage, Idempotent<PointBalance>> {
+/**
+ * Charge: user exists → replay of the same Idempotency-Key → the balance stays within its cap. Then
+ * points.charged, with `recordEvents`.
+ */
+export function* chargePoints(
+  command: ChargePoints,
+  recordEvents: boolean,
+): Script<ChargeStorage, Idempotent<PointBalance>> {
   const { userId, amount, now, idempotency } = command;
   if (!(yield* askCharge("userExists", userId))) throw notFound.user(userId);
   const replay = yield* replayOf(userId, idempotency);
@@ -322,6 +353,7 @@ export function* chargePoints(command: ChargePoints): Script<ChargeStorage, Idem
     createdAt: now,
   });
   const value: PointBalance = { userId, balance };
+  if (recordEvents) yield* askCharge("recordEvent", pointsCharged(value, now));
   yield* remember(userId, idempotency, value, now);
   return { replayed: false, value };
 }

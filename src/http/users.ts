@@ -9,7 +9,7 @@ export const userSchema = z
   .object({ id: z.int(), name: z.string(), balance: z.int().openapi({ description: "Points, in won." }) })
   .openapi("User");
 
-const pointBalanceSchema = z.object({ userId: z.int(), balance: z.int() }).openapi("PointBalance");
+export const pointBalanceSchema = z.object({ userId: z.int(), balance: z.int() }).openapi("PointBalance");
 
 const pointHistoryEntrySchema = z
   .object({

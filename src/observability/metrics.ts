@@ -1,6 +1,8 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { DomainError } from "../domain/errors.ts";
-import { type Store, storeOperations } from "../store/port.ts";
+import { eventTypes, type StoredEvent } from "../domain/events.ts";
+import type { RelayObserver } from "../events/relay.ts";
+import { type Outbox, type Store, storeOperations } from "../store/port.ts";
 
 /**
  * Prometheus metrics (prom-client), on a registry of the app's own so that several apps in one
@@ -49,10 +51,86 @@ export function createMetrics() {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers,
     }),
+    eventsDelivered: new Counter({
+      name: "flashcart_events_delivered_total",
+      help: "Events a sink acknowledged, by sink (a repeat after a lost acknowledgement counts again)",
+      labelNames: ["sink"] as const,
+      registers,
+    }),
+    eventsFailed: new Counter({
+      name: "flashcart_events_failed_total",
+      help: "Failed delivery attempts by sink (each is retried)",
+      labelNames: ["sink"] as const,
+      registers,
+    }),
+    deliveryLag: new Histogram({
+      name: "flashcart_events_delivery_lag_seconds",
+      help: "From an event's occurredAt to its acknowledgement by the sink",
+      labelNames: ["sink"] as const,
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
+      registers,
+    }),
   };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/**
+ * The outbox's gauges, read when Prometheus scrapes: events written by this process (by type), and
+ * for each configured sink the age of the oldest event it has not received (0 when it has them all),
+ * read from the database, so that every worker answers it whichever holds the relay.
+ */
+export function observeOutbox(metrics: Metrics, outbox: Outbox, sinks: readonly string[], now: () => number): void {
+  const registers = [metrics.registry];
+  const counted: Record<string, number> = {};
+  new Counter({
+    name: "flashcart_events_written_total",
+    help: "Events written by this process's committed writes, by type",
+    labelNames: ["type"] as const,
+    registers,
+    collect() {
+      for (const type of eventTypes) {
+        const written = outbox.tally.written[type];
+        const more = written - (counted[type] ?? 0);
+        if (more > 0 || counted[type] === undefined) this.inc({ type }, more);
+        counted[type] = written;
+      }
+    },
+  });
+  new Gauge({
+    name: "flashcart_events_oldest_undelivered_age_seconds",
+    help: "Age of the oldest event a sink has not received yet, by sink (0: it has them all)",
+    labelNames: ["sink"] as const,
+    registers,
+    async collect() {
+      for (const sink of sinks) {
+        try {
+          const oldest = await outbox.oldestUndelivered(sink);
+          this.set({ sink }, oldest === null ? 0 : Math.max(0, (now() - oldest) / 1000));
+        } catch {
+          // the database did not answer: the gauge keeps its last value
+        }
+      }
+    },
+  });
+}
+
+/** What the relay tells /metrics: deliveries, failed attempts and the lag of each event delivered. */
+export function relayObserver(metrics: Metrics): RelayObserver {
+  const delivered = childCache((sink) => metrics.eventsDelivered.labels(sink));
+  const failed = childCache((sink) => metrics.eventsFailed.labels(sink));
+  const lag = childCache((sink) => metrics.deliveryLag.labels(sink));
+  return {
+    delivered(sink: string, events: readonly StoredEvent[], at: number) {
+      delivered(sink).inc(events.length);
+      const observe = lag(sink);
+      for (const event of events) observe.observe(Math.max(0, (at - event.occurredAt) / 1000));
+    },
+    failed(sink: string) {
+      failed(sink).inc();
+    },
+  };
+}
 
 const outcomeOf = (error: unknown) => (error instanceof DomainError ? error.code : "error");
 
@@ -82,7 +160,7 @@ export function instrumentStore(store: Store, metrics: Metrics): Store {
   const timer = (operation: string, result: string) => timers(`${operation} ${result}`);
   const claims = childCache((outcome) => metrics.couponClaims.labels(outcome));
   const orders = childCache((outcome) => metrics.orders.labels(outcome));
-  const instrumented: Record<string, unknown> = {};
+  const instrumented: Record<string, unknown> = { outbox: store.outbox };
   for (const operation of storeOperations) {
     const method = (store[operation] as (...args: unknown[]) => Promise<unknown>).bind(store);
     const counter = operation === "claimCoupon" ? claims : operation === "placeOrder" ? orders : null;

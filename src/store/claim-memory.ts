@@ -12,10 +12,11 @@
  * once it is committed, and the database's guards stay the final word for everything not known here.
  * Every map is bounded: when one is full it starts over, and what was forgotten is read again.
  */
-import type { IssueWindow } from "../domain/coupon.ts";
+import type { CouponDefinition } from "../domain/coupon.ts";
 import type { ClaimRefusal } from "../domain/writes.ts";
 
-export type DropDefinition = IssueWindow & { validDays: number };
+/** A drop as created: everything but its claimed count, which is never remembered. */
+export type DropDefinition = CouponDefinition;
 
 const MAX_DEFINITIONS = 100_000;
 const MAX_USERS = 1_000_000;

@@ -11,7 +11,10 @@ import { SqliteStore } from "./sqlite/store.ts";
 export type { Store } from "./port.ts";
 
 /** `DATABASE_URL` is the single switch between backends; both are migrated when opened. */
-export async function openStore(config: Pick<Config, "database" | "sqlite" | "pg" | "redisTimeoutMs">): Promise<Store> {
+export async function openStore(
+  config: Pick<Config, "database" | "sqlite" | "pg" | "redisTimeoutMs" | "events">,
+): Promise<Store> {
+  const events = config.events.recording;
   const { database } = config;
   if (database.kind === "postgres") {
     const db = await openPg({
@@ -23,9 +26,14 @@ export async function openStore(config: Pick<Config, "database" | "sqlite" | "pg
       synchronousCommit: config.pg.synchronousCommit,
     });
     const { couponStrategy } = config.pg;
-    if (couponStrategy !== "redis") return new PgStore(db, { couponStrategy });
+    if (couponStrategy !== "redis") return new PgStore(db, { couponStrategy, events });
     const redis = new RedisLink(config.pg.redisUrl, config.redisTimeoutMs);
-    const store = new PgStore(db, { couponStrategy, redis, redisPrefix: await redisPrefixOf(db.$client) });
+    const store = new PgStore(db, {
+      couponStrategy,
+      events,
+      redis,
+      redisPrefix: await redisPrefixOf(db.$client),
+    });
     // Every drop into Redis now rather than at its first claim. With Redis away the service starts all
     // the same: claims answer 503 until it is back, and each drop is loaded at its first claim then.
     await store.rebuildRedis().catch((error: unknown) => {
@@ -40,6 +48,6 @@ export async function openStore(config: Pick<Config, "database" | "sqlite" | "pg
       busyTimeoutMs: config.sqlite.busyTimeoutMs,
     }),
     // One bound for every wait on a lock held by another process: at start-up and for each write.
-    { writeLockWaitMs: config.sqlite.busyTimeoutMs },
+    { writeLockWaitMs: config.sqlite.busyTimeoutMs, events },
   );
 }

@@ -8,9 +8,12 @@ import pg3 from "../../drizzle/pg/0003_sharded_coupons.sql" with { type: "text" 
 import pg4 from "../../drizzle/pg/0004_sharded_claims_never_wait.sql" with { type: "text" };
 import pg5 from "../../drizzle/pg/0005_users_balance_cap.sql" with { type: "text" };
 import pg6 from "../../drizzle/pg/0006_database_identity.sql" with { type: "text" };
+import pg7 from "../../drizzle/pg/0007_events.sql" with { type: "text" };
+import pg8 from "../../drizzle/pg/0008_events_written_by_their_writes.sql" with { type: "text" };
 import sqlite0 from "../../drizzle/sqlite/0000_init.sql" with { type: "text" };
 import sqlite1 from "../../drizzle/sqlite/0001_drop_order_items_product_index.sql" with { type: "text" };
 import sqlite2 from "../../drizzle/sqlite/0002_users_balance_cap.sql" with { type: "text" };
+import sqlite3 from "../../drizzle/sqlite/0003_events.sql" with { type: "text" };
 
 export interface EmbeddedMigration {
   tag: string;
@@ -23,6 +26,7 @@ export const sqliteMigrations: EmbeddedMigration[] = [
   { tag: "0000_init", when: 1795529048094, breakpoints: true, sql: sqlite0 },
   { tag: "0001_drop_order_items_product_index", when: 1795532965085, breakpoints: true, sql: sqlite1 },
   { tag: "0002_users_balance_cap", when: 1795618876730, breakpoints: true, sql: sqlite2 },
+  { tag: "0003_events", when: 1795620750639, breakpoints: true, sql: sqlite3 },
 ];
 export const pgMigrations: EmbeddedMigration[] = [
   { tag: "0000_init", when: 1795533669705, breakpoints: true, sql: pg0 },
@@ -32,4 +36,6 @@ export const pgMigrations: EmbeddedMigration[] = [
   { tag: "0004_sharded_claims_never_wait", when: 1795618981052, breakpoints: true, sql: pg4 },
   { tag: "0005_users_balance_cap", when: 1795618982052, breakpoints: true, sql: pg5 },
   { tag: "0006_database_identity", when: 1795618983052, breakpoints: true, sql: pg6 },
+  { tag: "0007_events", when: 1795621284307, breakpoints: true, sql: pg7 },
+  { tag: "0008_events_written_by_their_writes", when: 1795621284822, breakpoints: true, sql: pg8 },
 ];

@@ -1,3 +1,4 @@
+import type { EventTally, StoredEvent } from "../domain/events.ts";
 import type {
   ClaimedCoupon,
   Coupon,
@@ -51,6 +52,11 @@ export interface Store {
   listUserOrders(userId: number, page: PageRequest): Promise<Page<Order>>;
   cancelOrder(command: CancelOrder): Promise<Order>;
 
+  /** The feed: events with an id above `after`, oldest first, at most `limit`. */
+  listEvents(after: number, limit: number): Promise<StoredEvent[]>;
+  /** What the relay and the retention use (not timed by /metrics: they are not requests). */
+  readonly outbox: Outbox;
+
   /** Deletes stored idempotent responses created before `before`; returns how many. */
   purgeIdempotencyKeys(before: number): Promise<number>;
   /** Throws when the database cannot answer. */
@@ -79,11 +85,13 @@ export const storeOperations = [
   "getOrder",
   "listUserOrders",
   "cancelOrder",
+  "listEvents",
   "purgeIdempotencyKeys",
   "ping",
   "close",
 ] as const satisfies readonly (keyof Store)[];
-type Unlisted = Exclude<keyof Store, (typeof storeOperations)[number]>;
+/** Not an operation: handed through as it is. */
+type Unlisted = Exclude<keyof Store, (typeof storeOperations)[number] | "outbox">;
 const everyOperationListed: [Unlisted] extends [never] ? true : Unlisted = true;
 void everyOperationListed;
 
@@ -104,4 +112,37 @@ export interface UserCouponsQuery {
   /** Only coupons of this status; null: all. */
   status: UserCouponStatus | null;
   now: number;
+}
+
+/**
+ * The outbox as the relay, the retention and /metrics use it. Events are written by the writes
+ * themselves (domain/writes.ts), in their transactions; this only reads them and keeps, for each sink
+ * the relay pushes to, the id of the last event it received.
+ */
+export interface Outbox {
+  /** Whether the writes record events (EVENTS=on). */
+  readonly recording: boolean;
+  /** Events written by this process's committed writes, by type. */
+  readonly tally: EventTally;
+  /** Events with an id above `after`, oldest first, at most `limit`. */
+  eventsAfter(after: number, limit: number): Promise<StoredEvent[]>;
+  /** The id of the last event `sink` received (0: none yet). */
+  deliveredTo(sink: string): Promise<number>;
+  /** `sink` has received every event up to `id`; a cursor never moves back. */
+  markDelivered(sink: string, id: number): Promise<void>;
+  /** When the oldest event `sink` has not received occurred (epoch ms); null when it has them all. */
+  oldestUndelivered(sink: string): Promise<number | null>;
+  /** Deletes the events that occurred before `before` and that each of `sinks` has received; how many. */
+  purgeEvents(before: number, sinks: readonly string[]): Promise<number>;
+  /** The lock that lets one relay at a time deliver, across every process on this database. */
+  readonly relayLock: RelayLock;
+}
+
+/** Held by one process at a time, released when it releases it or dies. */
+export interface RelayLock {
+  /** True when this process holds the lock (taken now, or held already); false when another does. */
+  acquire(): Promise<boolean>;
+  /** Whether this process still holds it (a PostgreSQL session can be lost). */
+  held(): Promise<boolean>;
+  release(): Promise<void>;
 }

@@ -2,12 +2,11 @@
  * Rows to the shapes the API shows, shared by both adapters: their tables have the same columns,
  * whatever the SQL dialect (timestamps are epoch milliseconds in both).
  */
-import type { HeldCoupon } from "../domain/coupon.ts";
-import { userCouponStatus } from "../domain/coupon.ts";
+import type { CouponDefinition, HeldCoupon } from "../domain/coupon.ts";
+import { couponOf, userCouponStatus } from "../domain/coupon.ts";
 import type {
   ClaimedCoupon,
   Coupon,
-  CouponTerms,
   PointHistoryEntry,
   PointHistoryType,
   UserCouponStatus,
@@ -15,15 +14,8 @@ import type {
 } from "../domain/model.ts";
 import { isoOf, isoOrNull } from "../domain/time.ts";
 
-export interface CouponRow extends CouponTerms {
-  id: number;
-  name: string;
-  issueStartsAt: number | null;
-  issueEndsAt: number | null;
-  validDays: number;
-  totalQuantity: number;
+export interface CouponRow extends CouponDefinition {
   issuedQuantity: number;
-  createdAt: number;
 }
 
 export interface UserCouponRow {
@@ -37,21 +29,7 @@ export interface UserCouponRow {
 }
 
 export function toCoupon(row: CouponRow): Coupon {
-  return {
-    id: row.id,
-    name: row.name,
-    discountType: row.discountType,
-    discountValue: row.discountValue,
-    maxDiscount: row.maxDiscount,
-    minOrderAmount: row.minOrderAmount,
-    issueStartsAt: isoOrNull(row.issueStartsAt),
-    issueEndsAt: isoOrNull(row.issueEndsAt),
-    validDays: row.validDays,
-    totalQuantity: row.totalQuantity,
-    issuedQuantity: row.issuedQuantity,
-    remainingQuantity: row.totalQuantity - row.issuedQuantity,
-    createdAt: isoOf(row.createdAt),
-  };
+  return couponOf(row, row.issuedQuantity);
 }
 
 export function toClaimedCoupon(row: UserCouponRow, now: number): ClaimedCoupon {

@@ -18,14 +18,17 @@ import type { Store } from "./port.ts";
 type Writes = Pick<Store, "cancelOrder" | "chargePoints">;
 
 export abstract class ScriptedWrites implements Writes {
-  /** Runs one write script in one transaction: all of its effects commit, or none. */
-  protected abstract run<R>(script: () => Script<WriteStorage, R>): Promise<R>;
+  /**
+   * Runs one write script in one transaction: all of its effects commit, or none. The script is made
+   * for the store's choice of recording events or not.
+   */
+  protected abstract run<R>(script: (recordEvents: boolean) => Script<WriteStorage, R>): Promise<R>;
 
   cancelOrder(command: CancelOrder): Promise<Order> {
-    return this.run(() => cancelOrder(command));
+    return this.run((recordEvents) => cancelOrder(command, recordEvents));
   }
 
   chargePoints(command: ChargePoints): Promise<Idempotent<PointBalance>> {
-    return this.run(() => chargePoints(command));
+    return this.run((recordEvents) => chargePoints(command, recordEvents));
   }
 }

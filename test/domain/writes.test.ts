@@ -4,7 +4,9 @@
  * this order is the order of checks on every backend.
  */
 import { describe, expect, test } from "bun:test";
+import type { CouponDefinition } from "../../src/domain/coupon.ts";
 import { DomainError, type ErrorCode } from "../../src/domain/errors.ts";
+import { type ClaimEvents, claimedData, envelopeJson, type NewEvent } from "../../src/domain/events.ts";
 import { limits } from "../../src/domain/limits.ts";
 import { advance, runAsync, runSync } from "../../src/domain/script.ts";
 import {
@@ -20,6 +22,20 @@ import {
 const NOW = Date.parse("2026-11-25T12:00:00Z");
 const DAY = 24 * 60 * 60 * 1000;
 
+const DROP: CouponDefinition = {
+  id: 9,
+  name: "drop",
+  discountType: "FIXED",
+  discountValue: 500,
+  maxDiscount: null,
+  minOrderAmount: 0,
+  issueStartsAt: null,
+  issueEndsAt: null,
+  validDays: 30,
+  totalQuantity: 100,
+  createdAt: NOW - DAY,
+};
+
 /** A storage whose every answer is the happy one unless overridden; it records each move asked. */
 function storage(overrides: Partial<WriteStorage> = {}) {
   const asked: string[] = [];
@@ -28,7 +44,7 @@ function storage(overrides: Partial<WriteStorage> = {}) {
     insertHistory: () => {},
     storedRequest: () => null,
     storeResponse: () => {},
-    findCoupon: () => ({ issueStartsAt: null, issueEndsAt: null, validDays: 30 }),
+    findCoupon: () => DROP,
     knownRefusal: () => null,
     takeCoupon: () => 7,
     pricesOf: (ids) => ids.map(() => 1000),
@@ -56,6 +72,7 @@ function storage(overrides: Partial<WriteStorage> = {}) {
     returnStock: () => {},
     releaseCoupon: () => {},
     creditWithinLimit: () => 5000,
+    recordEvent: () => {},
   };
   const recorded = Object.fromEntries(
     Object.entries({ ...happy, ...overrides }).map(([op, answer]) => [
@@ -86,7 +103,7 @@ const key: IdempotentRequest = { key: "k1", fingerprint: "f1", statusCode: 201 }
 describe("claimCoupon", () => {
   test("asks coupon → user → known refusal → take, and returns the claimed coupon", () => {
     const { storage: s, asked } = storage();
-    expect(runSync(claimCoupon(claim), s)).toEqual({
+    expect(runSync(claimCoupon(claim, false), s)).toEqual({
       id: 7,
       userId: 1,
       couponId: 9,
@@ -106,18 +123,8 @@ describe("claimCoupon", () => {
       1,
     ],
     ["a missing user", { userExists: () => false }, "USER_NOT_FOUND", 2],
-    [
-      "before the window",
-      { findCoupon: () => ({ issueStartsAt: NOW + 1, issueEndsAt: null, validDays: 1 }) },
-      "COUPON_NOT_ACTIVE",
-      2,
-    ],
-    [
-      "at the window's end (exclusive)",
-      { findCoupon: () => ({ issueStartsAt: null, issueEndsAt: NOW, validDays: 1 }) },
-      "COUPON_NOT_ACTIVE",
-      2,
-    ],
+    ["before the window", { findCoupon: () => ({ ...DROP, issueStartsAt: NOW + 1 }) }, "COUPON_NOT_ACTIVE", 2],
+    ["at the window's end (exclusive)", { findCoupon: () => ({ ...DROP, issueEndsAt: NOW }) }, "COUPON_NOT_ACTIVE", 2],
     ["a holder known early", { knownRefusal: () => "ALREADY_CLAIMED" }, "COUPON_ALREADY_ISSUED", 3],
     ["sold out known early", { knownRefusal: () => "SOLD_OUT" }, "COUPON_SOLD_OUT", 3],
     ["a holder, found by the guard", { takeCoupon: () => "ALREADY_CLAIMED" }, "COUPON_ALREADY_ISSUED", 4],
@@ -126,7 +133,7 @@ describe("claimCoupon", () => {
     "%s is refused, and nothing after that check is asked",
     (_, overrides, code, movesAsked) => {
       const { storage: s, asked } = storage(overrides);
-      expect(refusal(() => runSync(claimCoupon(claim), s)).code).toBe(code);
+      expect(refusal(() => runSync(claimCoupon(claim, false), s)).code).toBe(code);
       expect(asked.length).toBe(movesAsked);
     },
   );
@@ -144,7 +151,7 @@ describe("placeOrder", () => {
   test("asks in the documented order and commits last, with the order's response", () => {
     const commits: OrderCommit[] = [];
     const { storage: s, asked } = storage({ commitOrder: recordInto(commits) });
-    const placed = runSync(placeOrder({ ...order, idempotency: key }), s);
+    const placed = runSync(placeOrder({ ...order, idempotency: key }, false), s);
     expect(placed).toMatchObject({
       replayed: false,
       value: { id: 42, totalAmount: 2000, discountAmount: 500, paidAmount: 1500 },
@@ -165,27 +172,28 @@ describe("placeOrder", () => {
         },
         lines: [{ productId: 3, quantity: 2, unitPrice: 1000 }],
         response: { request: key, body: JSON.stringify(placed.replayed ? null : placed.value) },
+        event: null,
       },
     ]);
   });
 
   test("the user is checked before the Idempotency-Key is looked up", () => {
     const { storage: s, asked } = storage({ userExists: () => false });
-    expect(refusal(() => runSync(placeOrder({ ...order, idempotency: key }), s)).code).toBe("USER_NOT_FOUND");
+    expect(refusal(() => runSync(placeOrder({ ...order, idempotency: key }, false), s)).code).toBe("USER_NOT_FOUND");
     expect(asked).toEqual(["userExists"]);
   });
 
   test("a stored request is replayed as stored, or refused when the body differs", () => {
     const stored = { fingerprint: "f1", statusCode: 201, responseBody: '{"id":1}' };
     const { storage: s, asked } = storage({ storedRequest: () => stored });
-    expect(runSync(placeOrder({ ...order, idempotency: key }), s)).toEqual({
+    expect(runSync(placeOrder({ ...order, idempotency: key }, false), s)).toEqual({
       replayed: true,
       statusCode: 201,
       body: '{"id":1}',
     });
     expect(asked).toEqual(["userExists", "storedRequest"]);
     const other = storage({ storedRequest: () => ({ ...stored, fingerprint: "f2" }) });
-    expect(refusal(() => runSync(placeOrder({ ...order, idempotency: key }), other.storage)).code).toBe(
+    expect(refusal(() => runSync(placeOrder({ ...order, idempotency: key }, false), other.storage)).code).toBe(
       "IDEMPOTENCY_KEY_REUSED",
     );
   });
@@ -197,7 +205,7 @@ describe("placeOrder", () => {
       storedRequest: () => (reads++ === 0 ? null : stored),
       commitOrder: () => ({ guard: "KEY_TAKEN" }),
     });
-    expect(runSync(placeOrder({ ...order, idempotency: key }), s)).toEqual({
+    expect(runSync(placeOrder({ ...order, idempotency: key }, false), s)).toEqual({
       replayed: true,
       statusCode: 201,
       body: '{"id":1}',
@@ -208,7 +216,7 @@ describe("placeOrder", () => {
       storedRequest: () => (otherReads++ === 0 ? null : { ...stored, fingerprint: "f2" }),
       commitOrder: () => ({ guard: "KEY_TAKEN" }),
     });
-    expect(refusal(() => runSync(placeOrder({ ...order, idempotency: key }), other.storage)).code).toBe(
+    expect(refusal(() => runSync(placeOrder({ ...order, idempotency: key }, false), other.storage)).code).toBe(
       "IDEMPOTENCY_KEY_REUSED",
     );
   });
@@ -226,7 +234,7 @@ describe("placeOrder", () => {
         return ids.map((id) => (id === 2 ? null : 1000));
       },
     });
-    expect(refusal(() => runSync(placeOrder({ ...order, items: lines, userCouponId: null }), s))).toEqual({
+    expect(refusal(() => runSync(placeOrder({ ...order, items: lines, userCouponId: null }, false), s))).toEqual({
       code: "PRODUCT_NOT_FOUND",
       message: "Product 2 does not exist.",
     });
@@ -239,7 +247,7 @@ describe("placeOrder", () => {
         return null;
       },
     });
-    runSync(placeOrder({ ...order, items: lines, userCouponId: null }), ok);
+    runSync(placeOrder({ ...order, items: lines, userCouponId: null }, false), ok);
     expect(committed).toEqual([[2, 5, 8]]);
   });
 
@@ -269,7 +277,7 @@ describe("placeOrder", () => {
       "The order costs 1500 points; the balance is lower.",
     ],
   ] as [string, Partial<WriteStorage>, ErrorCode, string][])("%s is refused", (_, overrides, code, message) => {
-    expect(refusal(() => runSync(placeOrder(order), storage(overrides).storage))).toEqual({ code, message });
+    expect(refusal(() => runSync(placeOrder(order, false), storage(overrides).storage))).toEqual({ code, message });
   });
 
   test("an order paid entirely by its coupon commits nothing to pay", () => {
@@ -278,7 +286,7 @@ describe("placeOrder", () => {
       pricesOf: (ids) => ids.map(() => 100),
       commitOrder: recordInto(commits),
     });
-    expect(runSync(placeOrder(order), s)).toMatchObject({
+    expect(runSync(placeOrder(order, false), s)).toMatchObject({
       value: { totalAmount: 200, discountAmount: 200, paidAmount: 0 },
     });
     expect(commits[0]?.order.paidAmount).toBe(0);
@@ -289,7 +297,7 @@ describe("placeOrder", () => {
 describe("cancelOrder", () => {
   test("order → PAID → marked → stock, coupon and points back", () => {
     const { storage: s, asked } = storage();
-    expect(runSync(cancelOrder({ orderId: 42, now: NOW + 1 }), s)).toMatchObject({
+    expect(runSync(cancelOrder({ orderId: 42, now: NOW + 1 }, false), s)).toMatchObject({
       status: "CANCELLED",
       cancelledAt: new Date(NOW + 1).toISOString(),
       items: [{ productId: 3, quantity: 2, unitPrice: 1000 }],
@@ -313,7 +321,7 @@ describe("cancelOrder", () => {
         return 1600;
       },
     });
-    runSync(cancelOrder({ orderId: 42, now: NOW }), s);
+    runSync(cancelOrder({ orderId: 42, now: NOW }, false), s);
     expect(credit).toEqual([1, 1500, limits.maxBalance]);
   });
 
@@ -322,7 +330,9 @@ describe("cancelOrder", () => {
     ["a cancelled order", { markCancelled: () => false }, "ORDER_NOT_CANCELLABLE"],
     ["a refund past the balance cap", { creditWithinLimit: () => null }, "BALANCE_LIMIT_EXCEEDED"],
   ] as [string, Partial<WriteStorage>, ErrorCode][])("%s is refused", (_, overrides, code) => {
-    expect(refusal(() => runSync(cancelOrder({ orderId: 42, now: NOW }), storage(overrides).storage)).code).toBe(code);
+    expect(refusal(() => runSync(cancelOrder({ orderId: 42, now: NOW }, false), storage(overrides).storage)).code).toBe(
+      code,
+    );
   });
 });
 
@@ -335,7 +345,7 @@ describe("chargePoints", () => {
         return 5000;
       },
     });
-    expect(runSync(chargePoints({ userId: 1, amount: 10, now: NOW, idempotency: key }), s)).toEqual({
+    expect(runSync(chargePoints({ userId: 1, amount: 10, now: NOW, idempotency: key }, false), s)).toEqual({
       replayed: false,
       value: { userId: 1, balance: 5000 },
     });
@@ -345,9 +355,9 @@ describe("chargePoints", () => {
 
   test("a charge past the cap is refused", () => {
     const { storage: s } = storage({ creditWithinLimit: () => null });
-    expect(refusal(() => runSync(chargePoints({ userId: 1, amount: 10, now: NOW, idempotency: null }), s)).code).toBe(
-      "BALANCE_LIMIT_EXCEEDED",
-    );
+    expect(
+      refusal(() => runSync(chargePoints({ userId: 1, amount: 10, now: NOW, idempotency: null }, false), s)).code,
+    ).toBe("BALANCE_LIMIT_EXCEEDED");
   });
 });
 
@@ -359,14 +369,16 @@ describe("running a script asynchronously", () => {
 
   test("runAsync gives the same answer as runSync", async () => {
     const { storage: s, asked } = storage();
-    expect(await runAsync(placeOrder(order), async(s) as never)).toEqual(runSync(placeOrder(order), storage().storage));
+    expect(await runAsync(placeOrder(order, false), async(s) as never)).toEqual(
+      runSync(placeOrder(order, false), storage().storage),
+    );
     expect(asked.length).toBe(5);
   });
 
   test("advance answers the moves it can and stops at the first one it cannot", async () => {
-    const script = claimCoupon(claim);
+    const script = claimCoupon(claim, false);
     const early = {
-      findCoupon: async () => ({ issueStartsAt: null, issueEndsAt: null, validDays: 1 }),
+      findCoupon: async () => DROP,
       userExists: async () => true,
     };
     const next = await advance(script, script.next(), early);
@@ -375,5 +387,110 @@ describe("running a script asynchronously", () => {
     const { storage: s, asked } = storage();
     expect(await runAsync(script, async(s) as never, next)).toMatchObject({ id: 7 });
     expect(asked).toEqual(["knownRefusal", "takeCoupon"]);
+  });
+});
+
+describe("events: each write decides its own, recorded with its effect", () => {
+  test("a claim hands coupon.claimed (all but the id) and coupon.sold_out to the take, and records nothing else", () => {
+    let given: ClaimEvents | null = null;
+    const { storage: s, asked } = storage({
+      takeCoupon: (_holding, events) => {
+        given = events;
+        return 7;
+      },
+    });
+    const claimed = runSync(claimCoupon(claim, true), s);
+    expect(asked).toEqual(["findCoupon", "userExists", "knownRefusal", "takeCoupon"]);
+    const events = given as unknown as ClaimEvents;
+    expect(events.occurredAt).toBe(NOW);
+    // The store puts the id in front: the event's data is the claim's answer, byte for byte.
+    expect(claimedData(7, events.claimedAfterId)).toBe(JSON.stringify(claimed));
+    expect(JSON.parse(events.soldOutData())).toEqual({
+      id: 9,
+      name: "drop",
+      discountType: "FIXED",
+      discountValue: 500,
+      maxDiscount: null,
+      minOrderAmount: 0,
+      issueStartsAt: null,
+      issueEndsAt: null,
+      validDays: 30,
+      totalQuantity: 100,
+      issuedQuantity: 100,
+      remainingQuantity: 0,
+      createdAt: new Date(NOW - DAY).toISOString(),
+    });
+  });
+
+  test("without recordEvents a claim asks the take for none", () => {
+    let given: unknown = "unset";
+    const { storage: s } = storage({
+      takeCoupon: (_holding, events) => {
+        given = events;
+        return 7;
+      },
+    });
+    runSync(claimCoupon(claim, false), s);
+    expect(given).toBeNull();
+  });
+
+  test("an order commits order.paid with it: the order's answer, the same text as its stored response", () => {
+    const commits: OrderCommit[] = [];
+    const { storage: s } = storage({ commitOrder: recordInto(commits) });
+    const placed = runSync(placeOrder({ ...order, idempotency: key }, true), s);
+    const body = JSON.stringify(placed.replayed ? null : placed.value);
+    expect(commits[0]?.event).toEqual({ type: "order.paid", occurredAt: NOW, data: body });
+    expect(commits[0]?.response?.body).toBe(body);
+  });
+
+  test("a cancel records order.cancelled last, with the cancelled order", () => {
+    const recorded: NewEvent[] = [];
+    const { storage: s, asked } = storage({ recordEvent: (event) => void recorded.push(event) });
+    const cancelled = runSync(cancelOrder({ orderId: 42, now: NOW + 1 }, true), s);
+    expect(asked.at(-1)).toBe("recordEvent");
+    expect(recorded).toEqual([{ type: "order.cancelled", occurredAt: NOW + 1, data: JSON.stringify(cancelled) }]);
+  });
+
+  test("a charge records points.charged with the new balance, before its stored response", () => {
+    const recorded: NewEvent[] = [];
+    const { storage: s, asked } = storage({ recordEvent: (event) => void recorded.push(event) });
+    runSync(chargePoints({ userId: 1, amount: 10, now: NOW, idempotency: key }, true), s);
+    expect(asked.slice(-2)).toEqual(["recordEvent", "storeResponse"]);
+    expect(recorded).toEqual([{ type: "points.charged", occurredAt: NOW, data: '{"userId":1,"balance":5000}' }]);
+  });
+
+  test.each([
+    [
+      "a cancel refused at the balance cap",
+      () => cancelOrder({ orderId: 42, now: NOW }, true),
+      { creditWithinLimit: () => null },
+    ],
+    [
+      "a charge refused at the cap",
+      () => chargePoints({ userId: 1, amount: 10, now: NOW, idempotency: null }, true),
+      { creditWithinLimit: () => null },
+    ],
+    [
+      "a replayed charge",
+      () => chargePoints({ userId: 1, amount: 10, now: NOW, idempotency: key }, true),
+      { storedRequest: () => ({ fingerprint: "f1", statusCode: 200, responseBody: "{}" }) },
+    ],
+  ] as [string, () => Generator<unknown, unknown, unknown>, Partial<WriteStorage>][])(
+    "%s records no event",
+    (_, script, overrides) => {
+      const { storage: s, asked } = storage(overrides);
+      try {
+        runSync(script() as never, s);
+      } catch (error) {
+        if (!(error instanceof DomainError)) throw error;
+      }
+      expect(asked).not.toContain("recordEvent");
+    },
+  );
+
+  test("the envelope splices the stored data in as it is", () => {
+    expect(envelopeJson({ id: 12, type: "points.charged", occurredAt: NOW, data: '{"userId":1,"balance":5}' })).toBe(
+      `{"id":12,"type":"points.charged","occurredAt":"2026-11-25T12:00:00.000Z","data":{"userId":1,"balance":5}}`,
+    );
   });
 });

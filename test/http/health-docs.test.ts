@@ -75,6 +75,7 @@ describeOnEveryBackend(({ backend, server }) => {
           "GET /api/orders/{orderId}",
           "GET /api/users/{userId}/orders",
           "POST /api/orders/{orderId}/cancel",
+          "GET /api/events",
         ].sort(),
       );
       expect(body.components.securitySchemes.bearerAuth).toMatchObject({ type: "http", scheme: "bearer" });

@@ -66,6 +66,8 @@ export interface TestServer {
   as(userId: number): Promise<Client>;
   /** A client with no token at all. */
   anonymous: Client;
+  /** The store itself (not timed), for what is no request: the outbox's relay and retention. */
+  store: Store;
   stop(): Promise<void>;
 }
 
@@ -106,14 +108,14 @@ export interface SqliteTestOptions {
   writeLockWaitMs?: number;
 }
 
-async function openDatabase(backend: Backend, sqlite: SqliteTestOptions = {}): Promise<Database_> {
+async function openDatabase(backend: Backend, sqlite: SqliteTestOptions = {}, events = true): Promise<Database_> {
   if (backend !== "sqlite") {
     const couponStrategy = backend.slice("pg-".length) as CouponStrategy;
     const schema = `flashcart_test_${process.pid}_${randomBytes(4).toString("hex")}`;
     const db = await openPg({ url: TEST_DATABASE_URL, schema, poolMax: 20, statementTimeoutMs: 10_000 });
     const redisPrefix = await redisPrefixOf(db.$client);
     const redis = couponStrategy === "redis" ? new RedisLink(TEST_REDIS_URL) : undefined;
-    const store = new PgStore(db, { couponStrategy, redis, redisPrefix });
+    const store = new PgStore(db, { couponStrategy, events, redis, redisPrefix });
     await store.rebuildRedis();
     const inspector = redis === undefined ? undefined : new RedisClient(TEST_REDIS_URL);
     const reader = postgres(TEST_DATABASE_URL, { max: 2, onnotice: () => {}, connection: { search_path: schema } });
@@ -138,6 +140,7 @@ async function openDatabase(backend: Backend, sqlite: SqliteTestOptions = {}): P
   const writeLockWaitMs = sqlite.writeLockWaitMs ?? 5000;
   const store = new SqliteStore(openSqlite({ path: dbPath, synchronous: "NORMAL", busyTimeoutMs: 5000 }), {
     writeLockWaitMs,
+    events,
   });
   const reader = new Database(dbPath, { readonly: true });
   return {
@@ -160,11 +163,13 @@ export async function startServer(
     sqlite?: SqliteTestOptions;
     /** Silent unless a test wants to see what was logged. */
     logger?: Logger;
+    /** Whether writes record events (EVENTS); on unless a test turns it off. */
+    events?: boolean;
   } = {},
 ): Promise<TestServer> {
   const backend = options.backend ?? "sqlite";
   const clock = options.clock ?? testClock();
-  const database = await openDatabase(backend, options.sqlite);
+  const database = await openDatabase(backend, options.sqlite, options.events ?? true);
   const { store, source } = database;
   const secret = new TextEncoder().encode(randomBytes(32).toString("hex"));
   const metrics = createMetrics();
@@ -193,6 +198,7 @@ export async function startServer(
     admin: client(url, await tokenFor(secret, "admin")),
     as: async (userId) => client(url, await tokenFor(secret, userId)),
     anonymous: client(url),
+    store,
     async stop() {
       await server.stop(true);
       await database.close();

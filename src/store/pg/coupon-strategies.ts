@@ -1,5 +1,6 @@
 import { and, eq } from "drizzle-orm";
 import type postgres from "postgres";
+import type { ClaimEvents, EventTally } from "../../domain/events.ts";
 import type { AsyncStorage } from "../../domain/script.ts";
 import type { ClaimCoupon, ClaimRefusal, ClaimStorage } from "../../domain/writes.ts";
 import type { RedisLink } from "../../redis-link.ts";
@@ -60,16 +61,16 @@ export class ClaimFacts {
   private async definition(couponId: number): Promise<DropDefinition | null> {
     const known = this.remembered.definition(couponId);
     if (known !== undefined) return known;
-    const [row] = await this.client<{ starts: string | null; ends: string | null; valid_days: number }[]>`
-      SELECT issue_starts_at AS starts, issue_ends_at AS ends, valid_days FROM coupons WHERE id = ${couponId}`;
+    // bigint columns arrive as text from postgres.js: the timestamps are cast here, where it is said.
+    const [row] = await this.client<DropDefinition[]>`
+      SELECT id, name, discount_type AS "discountType", discount_value::float8 AS "discountValue",
+             max_discount::float8 AS "maxDiscount", min_order_amount::float8 AS "minOrderAmount",
+             issue_starts_at::float8 AS "issueStartsAt", issue_ends_at::float8 AS "issueEndsAt",
+             valid_days AS "validDays", total_quantity AS "totalQuantity", created_at::float8 AS "createdAt"
+      FROM coupons WHERE id = ${couponId}`;
     if (row === undefined) return null;
-    const definition = {
-      issueStartsAt: row.starts === null ? null : Number(row.starts),
-      issueEndsAt: row.ends === null ? null : Number(row.ends),
-      validDays: row.valid_days,
-    };
-    this.remembered.rememberDefinition(couponId, definition);
-    return definition;
+    this.remembered.rememberDefinition(couponId, row);
+    return row;
   }
 
   private async userExists(userId: number): Promise<boolean> {
@@ -126,7 +127,7 @@ async function lockFreeRefusal(client: postgres.Sql, userId: number, couponId: n
 
 /** pessimistic: `SELECT … FOR UPDATE` serialises the winners of a drop on its row, then check and write. */
 class PessimisticWrites extends PgWrites {
-  override async takeCoupon(holding: NewHolding): Promise<number | ClaimRefusal> {
+  override async takeCoupon(holding: NewHolding, claim: ClaimEvents | null): Promise<number | ClaimRefusal> {
     const [coupon] = await this.tx.select().from(coupons).where(eq(coupons.id, holding.couponId)).for("update");
     const locked = must(coupon, "the locked coupon");
     // Holding the drop's lock, nobody else can claim it meanwhile: read, decide, write.
@@ -142,6 +143,7 @@ class PessimisticWrites extends PgWrites {
       .update(coupons)
       .set({ issuedQuantity: locked.issuedQuantity + 1 })
       .where(eq(coupons.id, holding.couponId));
+    await this.recordClaim(inserted, locked.issuedQuantity + 1 === locked.totalQuantity, claim);
     return inserted;
   }
 }
@@ -154,7 +156,7 @@ const CAS_ATTEMPTS = 100;
  * stay far below the bound.
  */
 class OptimisticWrites extends PgWrites {
-  override async takeCoupon(holding: NewHolding): Promise<number | ClaimRefusal> {
+  override async takeCoupon(holding: NewHolding, claim: ClaimEvents | null): Promise<number | ClaimRefusal> {
     const held = await insertHolding(this.tx, holding);
     if (held === null) return "ALREADY_CLAIMED";
     for (let attempt = 1; ; attempt++) {
@@ -169,7 +171,10 @@ class OptimisticWrites extends PgWrites {
         .set({ issuedQuantity: coupon.issuedQuantity + 1, version: coupon.version + 1 })
         .where(and(eq(coupons.id, holding.couponId), eq(coupons.version, coupon.version)))
         .returning({ id: coupons.id });
-      if (won.length > 0) return held;
+      if (won.length > 0) {
+        await this.recordClaim(held, coupon.issuedQuantity + 1 === coupon.totalQuantity, claim);
+        return held;
+      }
       if (attempt >= CAS_ATTEMPTS) throw new Error(`optimistic claim lost ${CAS_ATTEMPTS} races in a row`);
       await Bun.sleep(Math.random() * Math.min(20, attempt));
     }
@@ -202,7 +207,11 @@ class InTransaction implements Strategy {
  * drop's row is locked only from its UPDATE to the commit. No transaction is opened at all.
  */
 class Atomic extends InTransaction {
-  constructor(client: postgres.Sql, facts: ClaimFacts) {
+  constructor(
+    client: postgres.Sql,
+    facts: ClaimFacts,
+    private readonly tally: EventTally,
+  ) {
     super(PgWrites, client, facts);
   }
 
@@ -212,17 +221,33 @@ class Atomic extends InTransaction {
       before: {
         ...this.facts.moves,
         knownRefusal: async (userId, couponId) => this.facts.refusalFromMemory(userId, couponId),
-        takeCoupon: async (holding) => this.facts.noting(holding.userId, holding.couponId, await this.take(holding)),
+        takeCoupon: async (holding, claim) =>
+          this.facts.noting(holding.userId, holding.couponId, await this.taken(holding, claim)),
       },
     };
   }
 
-  protected async take(holding: NewHolding): Promise<number | ClaimRefusal> {
-    const { userId, couponId, issuedAt, expiresAt } = holding;
-    const [row] = await this.client<{ taken: number }[]>`
-      SELECT take_coupon(${userId}::int, ${couponId}::int, ${issuedAt}::bigint, ${expiresAt}::bigint) AS taken`;
-    return takenOrRefusal(must(row, "take_coupon's answer").taken);
+  /** The claim's answer; the events the function wrote (autocommit: committed once it answers) are counted. */
+  private async taken(holding: NewHolding, claim: ClaimEvents | null): Promise<number | ClaimRefusal> {
+    const { taken, sold_out } = await this.take(holding, claim?.claimedAfterId ?? null, claim?.soldOutData() ?? null);
+    if (taken > 0 && claim !== null)
+      this.tally.add(sold_out ? ["coupon.claimed", "coupon.sold_out"] : ["coupon.claimed"]);
+    return takenOrRefusal(taken);
   }
+
+  protected async take(holding: NewHolding, claimedAfterId: string | null, soldOutData: string | null) {
+    const { userId, couponId, issuedAt, expiresAt } = holding;
+    const [row] = await this.client<TakeAnswer[]>`
+      SELECT taken, sold_out FROM take_coupon(${userId}::int, ${couponId}::int, ${issuedAt}::bigint,
+        ${expiresAt}::bigint, ${claimedAfterId}::text, ${soldOutData}::text)`;
+    return must(row, "take_coupon's answer");
+  }
+}
+
+/** What the take_coupon functions answer: the new user coupon's id (or -1, -2), and whether it took the last one. */
+interface TakeAnswer {
+  taken: number;
+  sold_out: boolean;
 }
 
 /**
@@ -232,11 +257,12 @@ class Atomic extends InTransaction {
  * Claims on one drop no longer queue on one row lock until each commit is flushed.
  */
 class Sharded extends Atomic {
-  protected override async take(holding: NewHolding): Promise<number | ClaimRefusal> {
+  protected override async take(holding: NewHolding, claimedAfterId: string | null, soldOutData: string | null) {
     const { userId, couponId, issuedAt, expiresAt } = holding;
-    const [row] = await this.client<{ taken: number }[]>`
-      SELECT take_coupon_sharded(${userId}::int, ${couponId}::int, ${issuedAt}::bigint, ${expiresAt}::bigint) AS taken`;
-    return takenOrRefusal(must(row, "take_coupon_sharded's answer").taken);
+    const [row] = await this.client<TakeAnswer[]>`
+      SELECT taken, sold_out FROM take_coupon_sharded(${userId}::int, ${couponId}::int, ${issuedAt}::bigint,
+        ${expiresAt}::bigint, ${claimedAfterId}::text, ${soldOutData}::text)`;
+    return must(row, "take_coupon_sharded's answer");
   }
 }
 
@@ -247,13 +273,18 @@ function takenOrRefusal(taken: number): number | ClaimRefusal {
   return taken;
 }
 
-export function strategyOf(name: CouponStrategy, db: PgDb, redis?: { client: RedisLink; prefix: string }): Strategy {
+export function strategyOf(
+  name: CouponStrategy,
+  db: PgDb,
+  tally: EventTally,
+  redis?: { client: RedisLink; prefix: string },
+): Strategy {
   const facts = new ClaimFacts(db.$client);
   switch (name) {
     case "atomic":
-      return new Atomic(db.$client, facts);
+      return new Atomic(db.$client, facts, tally);
     case "sharded":
-      return new Sharded(db.$client, facts);
+      return new Sharded(db.$client, facts, tally);
     case "pessimistic":
       return new InTransaction(PessimisticWrites, db.$client, facts);
     case "optimistic":

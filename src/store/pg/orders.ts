@@ -6,6 +6,7 @@
  */
 import type postgres from "postgres";
 import type { HeldCoupon } from "../../domain/coupon.ts";
+import type { EventTally } from "../../domain/events.ts";
 import type { AsyncStorage } from "../../domain/script.ts";
 import type {
   IdempotentRequest,
@@ -30,8 +31,11 @@ interface OrderFacts {
 /** The SQLSTATE place_order raises a refused guard with; its message names the guard. */
 const REFUSED = "FC409";
 
-/** Reads the facts of an order in one round trip and answers the order script's moves from them. */
-export async function orderMoves(client: postgres.Sql, command: PlaceOrder): Promise<OrderMoves> {
+/**
+ * Reads the facts of an order in one round trip and answers the order script's moves from them. The
+ * order.paid event place_order writes is counted in `tally` once it has committed.
+ */
+export async function orderMoves(client: postgres.Sql, command: PlaceOrder, tally: EventTally): Promise<OrderMoves> {
   const productIds = command.items.map((line) => line.productId).sort((a, b) => a - b);
   const [row] = await client<OrderFacts[]>`
     SELECT
@@ -66,7 +70,11 @@ export async function orderMoves(client: postgres.Sql, command: PlaceOrder): Pro
       return { ownerId, status, expiresAt, terms };
     },
     newOrderId: async () => facts.order_id,
-    commitOrder: (commit) => placeOrder(client, commit),
+    commitOrder: async (commit) => {
+      const refusal = await placeOrder(client, commit);
+      if (refusal === null && commit.event !== null) tally.add(["order.paid"]);
+      return refusal;
+    },
   };
 }
 
@@ -77,7 +85,10 @@ async function readStored(client: postgres.Sql, userId: number, request: Idempot
   return stored ?? null;
 }
 
-async function placeOrder(client: postgres.Sql, { order, lines, response }: OrderCommit): Promise<OrderRefusal | null> {
+async function placeOrder(
+  client: postgres.Sql,
+  { order, lines, response, event }: OrderCommit,
+): Promise<OrderRefusal | null> {
   try {
     const [row] = await client<{ refusal: string | null }[]>`
       SELECT place_order(
@@ -87,7 +98,7 @@ async function placeOrder(client: postgres.Sql, { order, lines, response }: Orde
         ${order.totalAmount}::bigint, ${order.discountAmount}::bigint, ${order.paidAmount}::bigint,
         ${order.createdAt}::bigint, ${response?.request.key ?? null}::text,
         ${response?.request.fingerprint ?? null}::text, ${response?.request.statusCode ?? null}::int,
-        ${response?.body ?? null}::text) AS refusal`;
+        ${response?.body ?? null}::text, ${event?.data ?? null}::text) AS refusal`;
     return must(row, "place_order's answer").refusal === "KEY_TAKEN" ? { guard: "KEY_TAKEN" } : null;
   } catch (error) {
     const refusal = refusalOf(error, lines);

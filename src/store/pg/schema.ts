@@ -5,6 +5,7 @@
  */
 import { sql } from "drizzle-orm";
 import { bigint, check, index, integer, pgTable, primaryKey, text, uniqueIndex } from "drizzle-orm/pg-core";
+import { eventTypes } from "../../domain/events.ts";
 
 const money = (name: string) => bigint(name, { mode: "number" });
 const millis = (name: string) => bigint(name, { mode: "number" });
@@ -176,3 +177,43 @@ export const idempotencyKeys = pgTable(
   },
   (t) => [primaryKey({ columns: [t.userId, t.key] }), index("idempotency_keys_created_at_idx").on(t.createdAt)],
 );
+
+/**
+ * The outbox (domain/events.ts). A write inserts its events with `seq` from a sequence and no `id`:
+ * sequence values are handed out as transactions insert, not as they commit (the one holding seq 5
+ * can commit after the one holding 6), so a reader paging by `seq` could pass 5 before it commits and
+ * never see it. The public `id` is given later by the sequencer (sequence_events(), drizzle/pg/0008),
+ * one at a time, to committed rows in seq order: once an id can be read, every smaller one can too.
+ * The feed and the relay read only rows that have an id.
+ */
+export const events = pgTable(
+  "events",
+  {
+    seq: bigint("seq", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    id: bigint("id", { mode: "number" }),
+    type: text("type", { enum: eventTypes }).notNull(),
+    occurredAt: millis("occurred_at").notNull(),
+    data: text("data").notNull(),
+  },
+  (t) => [
+    // The feed pages by id; `id IS NULL` (the rows to sequence) is found through it too.
+    uniqueIndex("events_id_unique").on(t.id),
+    check("events_type", sql`${t.type} IN (${sql.raw(eventTypes.map((type) => `'${type}'`).join(", "))})`),
+  ],
+);
+
+/** The last public event id given, in one row: ids keep increasing even once retention has deleted every event. */
+export const eventIds = pgTable(
+  "event_ids",
+  {
+    id: integer("id").primaryKey().default(1),
+    lastId: bigint("last_id", { mode: "number" }).notNull().default(0),
+  },
+  (t) => [check("event_ids_one_row", sql`${t.id} = 1`)],
+);
+
+/** For each sink the relay pushes to, the last event it received: retention keeps every event past it. */
+export const eventSinks = pgTable("event_sinks", {
+  sink: text("sink").primaryKey(),
+  deliveredId: bigint("delivered_id", { mode: "number" }).notNull().default(0),
+});

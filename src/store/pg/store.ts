@@ -1,5 +1,6 @@
 import { and, asc, desc, eq, getTableColumns, gt, gte, lt, sql } from "drizzle-orm";
 import { notFound } from "../../domain/errors.ts";
+import type { StoredEvent } from "../../domain/events.ts";
 import type * as model from "../../domain/model.ts";
 import { orderOf } from "../../domain/order.ts";
 import { toPage } from "../../domain/pagination.ts";
@@ -14,8 +15,9 @@ import { type CouponStrategy, type Strategy, strategyOf } from "./coupon-strateg
 import type { PgDb } from "./database.ts";
 import { answeringPgFaults } from "./faults.ts";
 import { orderMoves } from "./orders.ts";
+import { PgOutbox } from "./outbox.ts";
 import { coupons, idempotencyKeys, orderItems, orders, pointHistory, products, userCoupons, users } from "./schema.ts";
-import { lineColumns, type TxStorage } from "./writes.ts";
+import { lineColumns, type PgWrites, type TxStorage } from "./writes.ts";
 
 const MAX_ATTEMPTS = 5;
 
@@ -59,18 +61,26 @@ const productColumns = { id: products.id, name: products.name, price: products.p
  * variant of it). model.Product rows are updated in ascending id order so two orders never deadlock;
  * serialization failures and deadlocks are retried, bounded.
  */
+export interface PgStoreOptions {
+  couponStrategy: CouponStrategy;
+  /** Whether writes record their events in the outbox (EVENTS=on). */
+  events: boolean;
+  redis?: RedisLink;
+  redisPrefix?: string;
+}
+
 export class PgStore extends ScriptedWrites implements Store {
   private readonly strategy: Strategy;
+  readonly outbox: PgOutbox;
   /** The reads by key, built once: a query built per request costs more than running it. */
   private readonly byKey;
 
   constructor(
     private readonly db: PgDb,
-    private readonly options: { couponStrategy: CouponStrategy; redis?: RedisLink; redisPrefix?: string } = {
-      couponStrategy: "atomic",
-    },
+    private readonly options: PgStoreOptions,
   ) {
     super();
+    this.outbox = new PgOutbox(db, options.events);
     const id = sql.placeholder("id");
     this.byKey = {
       user: db.select(userColumns).from(users).where(eq(users.id, id)).prepare("user_by_id"),
@@ -88,6 +98,7 @@ export class PgStore extends ScriptedWrites implements Store {
     this.strategy = strategyOf(
       couponStrategy,
       db,
+      this.outbox.tally,
       redis === undefined ? undefined : { client: redis, prefix: redisPrefix ?? "flashcart:" },
     );
     // A fault of PostgreSQL (down, starting, out of connections) is answered 503, for every operation.
@@ -104,18 +115,33 @@ export class PgStore extends ScriptedWrites implements Store {
    * from the start, bounded. `early` answers the first moves it can before the transaction opens
    * (the redis strategy's reservation), so a refused claim never reaches PostgreSQL.
    */
-  protected run<R>(script: () => Script<TxStorage, R>, early: Partial<AsyncStorage<TxStorage>> = {}): Promise<R> {
+  protected run<R>(
+    script: (recordEvents: boolean) => Script<TxStorage, R>,
+    early: Partial<AsyncStorage<TxStorage>> = {},
+  ): Promise<R> {
     return retrying(async () => {
-      const running = script();
+      const running = script(this.outbox.recording);
       const next = await advance(running, running.next(), early);
       if (next.done) return next.value;
-      return this.db.transaction((tx) => runAsync(running, new this.strategy.Writes(tx), next));
+      let writes: PgWrites | null = null;
+      const value = await this.db.transaction((tx) => {
+        writes = new this.strategy.Writes(tx);
+        return runAsync(running, writes, next);
+      });
+      // Committed: its events count (an attempt rolled back for a retry wrote none).
+      if (writes !== null) this.outbox.tally.add((writes as PgWrites).written);
+      return value;
     });
   }
 
   /** Two round trips, no transaction: the order's facts, then place_order (see orders.ts). */
   placeOrder(command: PlaceOrder): Promise<Idempotent<model.Order>> {
-    return retrying(async () => runAsync(placeOrder(command), await orderMoves(this.db.$client, command)));
+    return retrying(async () =>
+      runAsync(
+        placeOrder(command, this.outbox.recording),
+        await orderMoves(this.db.$client, command, this.outbox.tally),
+      ),
+    );
   }
 
   private async requireUser(userId: number): Promise<model.User> {
@@ -201,7 +227,7 @@ export class PgStore extends ScriptedWrites implements Store {
   async claimCoupon(command: ClaimCoupon): Promise<model.ClaimedCoupon> {
     const plan = this.strategy.plan(command);
     try {
-      return await this.run(() => claimCoupon(command), plan.before);
+      return await this.run((recordEvents) => claimCoupon(command, recordEvents), plan.before);
     } catch (error) {
       await plan.undo?.(error);
       throw error;
@@ -244,6 +270,10 @@ export class PgStore extends ScriptedWrites implements Store {
     };
   }
 
+  listEvents(after: number, limit: number): Promise<StoredEvent[]> {
+    return this.outbox.eventsAfter(after, limit);
+  }
+
   async purgeIdempotencyKeys(before: number): Promise<number> {
     const removed = await this.db
       .delete(idempotencyKeys)
@@ -260,6 +290,7 @@ export class PgStore extends ScriptedWrites implements Store {
   }
 
   async close(): Promise<void> {
+    await this.outbox.relayLock.release();
     await this.db.$client.end({ timeout: 5 });
     this.options.redis?.close();
   }

@@ -6,7 +6,8 @@
  * other strategies.
  */
 import { and, eq, lt, sql } from "drizzle-orm";
-import type { IssueWindow } from "../../domain/coupon.ts";
+import type { CouponDefinition } from "../../domain/coupon.ts";
+import { type ClaimEvents, claimedData, type EventType, type NewEvent } from "../../domain/events.ts";
 import type { OrderLine } from "../../domain/model.ts";
 import type { OrderRecord } from "../../domain/order.ts";
 import type { AsyncStorage } from "../../domain/script.ts";
@@ -14,11 +15,22 @@ import type {
   ClaimRefusal,
   IdempotentRequest,
   NewHistoryEntry,
+  NewHolding,
   StoredRequest,
   WriteStorage,
 } from "../../domain/writes.ts";
 import type { PgDb } from "./database.ts";
-import { coupons, idempotencyKeys, orderItems, orders, pointHistory, products, userCoupons, users } from "./schema.ts";
+import {
+  coupons,
+  events,
+  idempotencyKeys,
+  orderItems,
+  orders,
+  pointHistory,
+  products,
+  userCoupons,
+  users,
+} from "./schema.ts";
 
 export type Tx = Parameters<Parameters<PgDb["transaction"]>[0]>[0];
 
@@ -28,7 +40,7 @@ export const lineColumns = {
   unitPrice: orderItems.unitPrice,
 };
 
-export type NewHolding = { userId: number; couponId: number; issuedAt: number; expiresAt: number };
+export type { NewHolding };
 
 /** The moves answered inside a transaction: claims, cancels, charges (orders: see orders.ts). */
 export type TxStorage = Omit<WriteStorage, "pricesOf" | "heldCoupon" | "newOrderId" | "commitOrder">;
@@ -44,7 +56,27 @@ export async function insertHolding(tx: Tx, holding: NewHolding): Promise<number
 }
 
 export class PgWrites implements AsyncStorage<TxStorage> {
+  /** The events this transaction wrote: counted by the store once it has committed. */
+  readonly written: EventType[] = [];
+
   constructor(protected readonly tx: Tx) {}
+
+  async recordEvent(event: NewEvent): Promise<void> {
+    await this.tx.insert(events).values(event);
+    this.written.push(event.type);
+  }
+
+  /** A claim's events, once it has taken a coupon (`last`: it took the drop's last one). */
+  protected async recordClaim(userCouponId: number, last: boolean, claim: ClaimEvents | null): Promise<void> {
+    if (claim === null) return;
+    const { occurredAt } = claim;
+    await this.recordEvent({
+      type: "coupon.claimed",
+      occurredAt,
+      data: claimedData(userCouponId, claim.claimedAfterId),
+    });
+    if (last) await this.recordEvent({ type: "coupon.sold_out", occurredAt, data: claim.soldOutData() });
+  }
 
   async userExists(userId: number): Promise<boolean> {
     const [user] = await this.tx.select({ id: users.id }).from(users).where(eq(users.id, userId));
@@ -85,7 +117,7 @@ export class PgWrites implements AsyncStorage<TxStorage> {
       .where(and(eq(idempotencyKeys.userId, userId), eq(idempotencyKeys.key, request.key)));
   }
 
-  async findCoupon(couponId: number): Promise<(IssueWindow & { validDays: number }) | null> {
+  async findCoupon(couponId: number): Promise<CouponDefinition | null> {
     const [coupon] = await this.tx.select().from(coupons).where(eq(coupons.id, couponId));
     return coupon ?? null;
   }
@@ -100,17 +132,20 @@ export class PgWrites implements AsyncStorage<TxStorage> {
    * then the supply guard (`UPDATE … WHERE issued < total`: READ COMMITTED re-checks the WHERE on the
    * newest row version); a refused supply takes the holding back, so the move is all or nothing.
    */
-  async takeCoupon(holding: NewHolding): Promise<number | ClaimRefusal> {
+  async takeCoupon(holding: NewHolding, claim: ClaimEvents | null): Promise<number | ClaimRefusal> {
     const held = await insertHolding(this.tx, holding);
     if (held === null) return "ALREADY_CLAIMED";
-    const taken = await this.tx
+    const [taken] = await this.tx
       .update(coupons)
       .set({ issuedQuantity: sql`${coupons.issuedQuantity} + 1` })
       .where(and(eq(coupons.id, holding.couponId), lt(coupons.issuedQuantity, coupons.totalQuantity)))
-      .returning({ id: coupons.id });
-    if (taken.length > 0) return held;
-    await this.tx.delete(userCoupons).where(eq(userCoupons.id, held));
-    return "SOLD_OUT";
+      .returning({ last: sql<boolean>`${coupons.issuedQuantity} = ${coupons.totalQuantity}` });
+    if (taken === undefined) {
+      await this.tx.delete(userCoupons).where(eq(userCoupons.id, held));
+      return "SOLD_OUT";
+    }
+    await this.recordClaim(held, taken.last, claim);
+    return held;
   }
 
   async findOrder(orderId: number): Promise<OrderRecord | null> {

@@ -16,6 +16,8 @@ export interface GroupCommitOptions {
   maxBatch?: number;
   /** Milliseconds of units' work per transaction at most, before it commits (see BATCH_BUDGET_MS). */
   maxBatchMs?: number;
+  /** Called once a batch's transaction has ended: committed, or rolled back as a whole. */
+  afterBatch?: (committed: boolean) => void;
 }
 
 /**
@@ -65,6 +67,7 @@ export class GroupCommit {
   private readonly lockWaitMs: number;
   private readonly maxBatch: number;
   private readonly maxBatchMs: number;
+  private readonly afterBatch: (committed: boolean) => void;
   private readonly path: string;
   private readonly begin;
   private readonly commit;
@@ -80,6 +83,7 @@ export class GroupCommit {
     this.lockWaitMs = options.lockWaitMs;
     this.maxBatch = options.maxBatch ?? 256;
     this.maxBatchMs = options.maxBatchMs ?? BATCH_BUDGET_MS;
+    this.afterBatch = options.afterBatch ?? (() => {});
     this.path = client.filename;
     this.begin = client.prepare("BEGIN IMMEDIATE");
     this.commit = client.prepare("COMMIT");
@@ -226,9 +230,11 @@ export class GroupCommit {
       // The transaction as a whole failed (disk full, I/O error, …): nothing of this batch is kept.
       this.afterCommit = [];
       this.rollbackQuietly();
+      this.afterBatch(false);
       this.fail(batch, error);
       return;
     }
+    this.afterBatch(true);
     this.committedBatches++;
     this.lastFault = null;
     if (this.afterCommit.length > 0) {

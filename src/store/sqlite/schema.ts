@@ -12,6 +12,10 @@
  */
 import { sql } from "drizzle-orm";
 import { check, index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { eventTypes } from "../../domain/events.ts";
+
+/** `'coupon.claimed', …`: the event types, for a CHECK. */
+export const eventTypeList = sql.raw(eventTypes.map((type) => `'${type}'`).join(", "));
 
 export const users = sqliteTable(
   "users",
@@ -183,3 +187,27 @@ export const idempotencyKeys = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.userId, t.key] }), index("idempotency_keys_created_at_idx").on(t.createdAt)],
 );
+
+/**
+ * The outbox (domain/events.ts): the events of each committed write, written in its transaction. `id`
+ * is the rowid, the largest so far plus one, given by one writer at a time under the write lock: ids
+ * increase in commit order. Retention never deletes the newest event, so an id is never given twice.
+ * (AUTOINCREMENT would keep that promise by itself, for an extra write per insert: a measurable part
+ * of an order's cost.)
+ */
+export const events = sqliteTable(
+  "events",
+  {
+    id: integer("id").primaryKey(),
+    type: text("type", { enum: eventTypes }).notNull(),
+    occurredAt: integer("occurred_at").notNull(),
+    data: text("data").notNull(),
+  },
+  (t) => [check("events_type", sql`${t.type} IN (${eventTypeList})`)],
+);
+
+/** For each sink the relay pushes to, the last event it received: retention keeps every event past it. */
+export const eventSinks = sqliteTable("event_sinks", {
+  sink: text("sink").primaryKey(),
+  deliveredId: integer("delivered_id").notNull().default(0),
+});

@@ -4,7 +4,18 @@
  */
 import { and, asc, desc, eq, gt, gte, lt, sql } from "drizzle-orm";
 import type { SqliteDb } from "./database.ts";
-import { coupons, idempotencyKeys, orderItems, orders, pointHistory, products, userCoupons, users } from "./schema.ts";
+import {
+  coupons,
+  eventSinks,
+  events,
+  idempotencyKeys,
+  orderItems,
+  orders,
+  pointHistory,
+  products,
+  userCoupons,
+  users,
+} from "./schema.ts";
 
 const p = sql.placeholder;
 
@@ -167,11 +178,12 @@ export function prepareStatements(db: SqliteDb) {
       .delete(userCoupons)
       .where(eq(userCoupons.id, p("id")))
       .prepare(),
-    /** The first-come guard: a slot is taken only while one is left. */
+    /** The first-come guard: a slot is taken only while one is left. `last`: 1 when it was the last one. */
     takeSlot: db
       .update(coupons)
       .set({ issuedQuantity: sql`${coupons.issuedQuantity} + 1` })
       .where(and(eq(coupons.id, p("id")), lt(coupons.issuedQuantity, coupons.totalQuantity)))
+      .returning({ last: sql<number>`${coupons.issuedQuantity} = ${coupons.totalQuantity}` })
       .prepare(),
     /** The one-per-user guard: the unique (user_id, coupon_id) index turns a second claim into no row. */
     insertUserCoupon: db
@@ -254,6 +266,42 @@ export function prepareStatements(db: SqliteDb) {
       .update(orders)
       .set({ status: "CANCELLED", cancelledAt: sql`${p("now")}` })
       .where(and(eq(orders.id, p("id")), eq(orders.status, "PAID")))
+      .prepare(),
+
+    insertEvent: db
+      .insert(events)
+      .values({ type: p("type"), occurredAt: p("occurredAt"), data: p("data") })
+      .prepare(),
+    eventsAfter: db
+      .select()
+      .from(events)
+      .where(gt(events.id, p("after")))
+      .orderBy(asc(events.id))
+      .limit(p("limit"))
+      .prepare(),
+    deliveredTo: db
+      .select({ id: eventSinks.deliveredId })
+      .from(eventSinks)
+      .where(eq(eventSinks.sink, p("sink")))
+      .prepare(),
+    /** A sink's cursor only moves forward. */
+    markDelivered: db
+      .insert(eventSinks)
+      .values({ sink: p("sink"), deliveredId: p("id") })
+      .onConflictDoUpdate({
+        target: eventSinks.sink,
+        set: { deliveredId: sql`max(${eventSinks.deliveredId}, excluded.delivered_id)` },
+      })
+      .prepare(),
+    /**
+     * Retention, a bounded chunk at a time, so that the write lock is never held long. The newest
+     * event stays: the next id is the largest plus one (see schema.ts).
+     */
+    purgeEvents: db
+      .delete(events)
+      .where(
+        sql`${events.id} IN (SELECT id FROM events WHERE id <= ${p("upTo")} AND id < (SELECT max(id) FROM events) AND occurred_at < ${p("before")} ORDER BY id LIMIT ${p("limit")})`,
+      )
       .prepare(),
 
     latestMigration: db.$client.prepare('SELECT max(created_at) AS at FROM "__drizzle_migrations"'),

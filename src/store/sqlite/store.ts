@@ -1,4 +1,5 @@
 import { notFound } from "../../domain/errors.ts";
+import type { EventType, StoredEvent } from "../../domain/events.ts";
 import type * as model from "../../domain/model.ts";
 import { orderOf } from "../../domain/order.ts";
 import { toPage } from "../../domain/pagination.ts";
@@ -20,6 +21,7 @@ import { ScriptedWrites } from "../scripted-writes.ts";
 import type { SqliteDb } from "./database.ts";
 import { freeBytes, STORAGE_HEADROOM_BYTES } from "./faults.ts";
 import { GroupCommit } from "./group-commit.ts";
+import { SqliteOutbox } from "./outbox.ts";
 import { prepareStatements, type Statements } from "./statements.ts";
 import { WalKeeper } from "./wal.ts";
 import { changesOf, sqliteWrites } from "./writes.ts";
@@ -30,6 +32,8 @@ const NO_UPPER_BOUND = Number.MAX_SAFE_INTEGER;
 export interface SqliteStoreOptions {
   /** How long a write waits for a write lock held by another process before it is refused with 503. */
   writeLockWaitMs: number;
+  /** Whether writes record their events in the outbox (EVENTS=on). */
+  events: boolean;
 }
 
 /**
@@ -48,6 +52,9 @@ export class SqliteStore extends ScriptedWrites implements Store {
   private readonly fromMemory: KnownAnswers<ClaimStorage>;
   /** null for an in-memory database, which has no WAL. */
   private readonly wal: WalKeeper | null;
+  readonly outbox: SqliteOutbox;
+  /** The events the units of the running batch have written (see run). */
+  private readonly written: EventType[] = [];
 
   constructor(
     private readonly db: SqliteDb,
@@ -55,11 +62,18 @@ export class SqliteStore extends ScriptedWrites implements Store {
   ) {
     super();
     this.q = prepareStatements(db);
-    this.commits = new GroupCommit(db.$client, { lockWaitMs: options.writeLockWaitMs });
+    this.commits = new GroupCommit(db.$client, {
+      lockWaitMs: options.writeLockWaitMs,
+      // The events of a batch count once it has committed (see run).
+      afterBatch: (committed) => {
+        if (committed) this.outbox.tally.add(this.written);
+        this.written.length = 0;
+      },
+    });
+    this.outbox = new SqliteOutbox(this.q, this.commits, options.events, db.$client.filename);
     const { remembered, commits, q } = this;
-    this.writes = sqliteWrites(q, {
-      definition: (couponId, { issueStartsAt, issueEndsAt, validDays }) =>
-        commits.onCommit(() => remembered.rememberDefinition(couponId, { issueStartsAt, issueEndsAt, validDays })),
+    this.writes = sqliteWrites(q, this.written, {
+      definition: (couponId, definition) => commits.onCommit(() => remembered.rememberDefinition(couponId, definition)),
       user: (userId) => commits.onCommit(() => remembered.rememberUser(userId)),
       holding: (userId, couponId) => commits.onCommit(() => remembered.rememberHolding(userId, couponId)),
       soldOut: (couponId) =>
@@ -89,13 +103,31 @@ export class SqliteStore extends ScriptedWrites implements Store {
     return this.commits.run(work);
   }
 
-  /** A domain write script, run to its end inside one unit of the group commit. */
-  protected run<R>(script: () => Script<WriteStorage, R>): Promise<R> {
-    return this.commits.run(() => runSync(script(), this.writes));
+  /**
+   * A domain write script, run to its end inside one unit of the group commit. The events it wrote
+   * count once the batch has committed: a unit that throws is rolled back alone, and so are its
+   * events here; a batch that fails wrote none.
+   */
+  protected run<R>(script: (recordEvents: boolean) => Script<WriteStorage, R>): Promise<R> {
+    const recordEvents = this.outbox.recording;
+    return this.unit(() => runSync(script(recordEvents), this.writes));
+  }
+
+  /** One unit of the group commit; a unit that throws is rolled back to its savepoint, and so are its events. */
+  private unit<R>(work: () => R): Promise<R> {
+    return this.commits.run(() => {
+      const mark = this.written.length;
+      try {
+        return work();
+      } catch (error) {
+        this.written.length = mark;
+        throw error;
+      }
+    });
   }
 
   placeOrder(command: PlaceOrder): Promise<Idempotent<model.Order>> {
-    return this.run(() => placeOrder(command));
+    return this.run((recordEvents) => placeOrder(command, recordEvents));
   }
 
   /**
@@ -107,10 +139,10 @@ export class SqliteStore extends ScriptedWrites implements Store {
    * instead, as separate statements, halved claims/s, 9.2k against 20.4k.)
    */
   async claimCoupon(command: ClaimCoupon): Promise<model.ClaimedCoupon> {
-    const running = claimCoupon(command);
+    const running = claimCoupon(command, this.outbox.recording);
     const next = advanceSync(running, running.next(), this.fromMemory);
     if (next.done) return next.value;
-    return this.commits.run(() => runSync(running, this.writes, next));
+    return this.unit(() => runSync(running, this.writes, next));
   }
 
   private requireUser(userId: number): model.User {
@@ -183,6 +215,10 @@ export class SqliteStore extends ScriptedWrites implements Store {
     };
   }
 
+  async listEvents(after: number, limit: number): Promise<StoredEvent[]> {
+    return this.outbox.eventsAfter(after, limit);
+  }
+
   async purgeIdempotencyKeys(before: number): Promise<number> {
     return this.write(() => changesOf(this.q.purgeIdempotency.run({ before })));
   }
@@ -214,6 +250,7 @@ export class SqliteStore extends ScriptedWrites implements Store {
    */
   async close(): Promise<void> {
     this.wal?.stop();
+    await this.outbox.relayLock.release();
     await this.commits.settled();
     const client = this.db.$client;
     for (const housekeeping of ["PRAGMA optimize", "PRAGMA wal_checkpoint(TRUNCATE)"]) {

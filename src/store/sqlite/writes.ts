@@ -4,6 +4,7 @@
  * false or null; the script decides what that means.
  */
 import type { Changes } from "bun:sqlite";
+import { claimedData, type EventType, type NewEvent } from "../../domain/events.ts";
 import type { ClaimStorage, OrderCommit, OrderRefusal, WriteStorage } from "../../domain/writes.ts";
 import type { DropDefinition } from "../claim-memory.ts";
 import { must, toHeldCoupon } from "../rows.ts";
@@ -37,7 +38,9 @@ function claimReads(
     findCoupon: (couponId) => {
       const coupon = q.couponById.get({ id: couponId });
       if (coupon === undefined) return null;
-      learned.definition(couponId, coupon);
+      // Remembered without its claimed count, the one column that changes.
+      const { issuedQuantity: _, ...definition } = coupon;
+      learned.definition(couponId, definition);
       return coupon;
     },
     userExists: (userId) => {
@@ -59,8 +62,18 @@ function claimReads(
   };
 }
 
-export function sqliteWrites(q: Statements, learned: ClaimFacts): WriteStorage {
+/**
+ * The moves, on the store's statements. Each event written is also pushed on `written`, which the
+ * store reads at the end of the unit of work (and counts once the batch has committed); what a claim
+ * learns for good goes to `learned`, remembered once its batch commits.
+ */
+export function sqliteWrites(q: Statements, written: EventType[], learned: ClaimFacts): WriteStorage {
+  const recordEvent = (event: NewEvent) => {
+    q.insertEvent.run({ type: event.type, occurredAt: event.occurredAt, data: event.data });
+    written.push(event.type);
+  };
   return {
+    recordEvent,
     insertHistory: ({ createdAt, ...entry }) => q.insertHistory.run({ ...entry, now: createdAt }),
 
     storedRequest: (userId, request) => q.idempotencyByKey.get({ userId, key: request.key }) ?? null,
@@ -75,15 +88,21 @@ export function sqliteWrites(q: Statements, learned: ClaimFacts): WriteStorage {
       }),
 
     ...claimReads(q, learned),
-    takeCoupon: ({ userId, couponId, issuedAt, expiresAt }) => {
+    takeCoupon: ({ userId, couponId, issuedAt, expiresAt }, events) => {
       const held = q.insertUserCoupon.get({ userId, couponId, now: issuedAt, expiresAt });
       if (held === undefined) return "ALREADY_CLAIMED";
-      if (changesOf(q.takeSlot.run({ id: couponId })) === 0) {
+      const slot = q.takeSlot.get({ id: couponId });
+      if (slot === undefined) {
         q.deleteHolding.run({ id: held.id });
         learned.soldOut(couponId);
         return "SOLD_OUT";
       }
       learned.holding(userId, couponId);
+      if (events !== null) {
+        const { occurredAt } = events;
+        recordEvent({ type: "coupon.claimed", occurredAt, data: claimedData(held.id, events.claimedAfterId) });
+        if (slot.last === 1) recordEvent({ type: "coupon.sold_out", occurredAt, data: events.soldOutData() });
+      }
       return held.id;
     },
 
@@ -93,7 +112,11 @@ export function sqliteWrites(q: Statements, learned: ClaimFacts): WriteStorage {
       return row === undefined ? null : toHeldCoupon(row);
     },
     newOrderId: () => must(q.nextOrderId.get(), "the next order id").id,
-    commitOrder: (commit) => commitOrder(q, commit),
+    commitOrder: (commit) => {
+      const refusal = commitOrder(q, commit);
+      if (refusal === null && commit.event !== null) recordEvent(commit.event);
+      return refusal;
+    },
 
     findOrder: (orderId) => q.orderById.get({ id: orderId }) ?? null,
     markCancelled: (orderId, now) => changesOf(q.markCancelled.run({ id: orderId, now })) > 0,

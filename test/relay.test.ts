@@ -1,0 +1,294 @@
+/**
+ * The relay in a real server's process, against a real webhook receiver (which checks each signature
+ * with `standardwebhooks`) and the NATS JetStream server: on SQLite and on PostgreSQL.
+ */
+import { Database } from "bun:sqlite";
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import type postgres from "postgres";
+import { NatsSink } from "../src/events/nats.ts";
+import { backoff, Relay } from "../src/events/relay.ts";
+import { WebhookSink } from "../src/events/webhook.ts";
+import { silentLogger } from "../src/logger.ts";
+import { openPg } from "../src/store/pg/database.ts";
+import { PgStore } from "../src/store/pg/store.ts";
+import type { Store } from "../src/store/port.ts";
+import { openSqlite } from "../src/store/sqlite/database.ts";
+import { SqliteStore } from "../src/store/sqlite/store.ts";
+import { backends, startServer, TEST_DATABASE_URL, type TestServer } from "./support/server.ts";
+import {
+  eventually,
+  privateStream,
+  type Receiver,
+  TEST_NATS_URL,
+  webhookReceiver,
+  webhookSecret,
+} from "./support/sinks.ts";
+
+const cleanups: (() => Promise<unknown> | unknown)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** A relay over `store`'s outbox, quick to retry (the production pauses are longer). */
+function relayOf(store: Store, sinks: ConstructorParameters<typeof Relay>[1]): Relay {
+  const relay = new Relay(store.outbox, sinks, {
+    logger: silentLogger,
+    observer: null,
+    now: Date.now,
+    pollMs: 10,
+    batch: 16,
+    backoffMs: 10,
+    maxBackoffMs: 100,
+  });
+  relay.start();
+  cleanups.push(() => relay.stop());
+  return relay;
+}
+
+async function started(backend: (typeof backends)[number]): Promise<TestServer> {
+  const server = await startServer({ backend });
+  cleanups.push(() => server.stop());
+  return server;
+}
+
+function receiver(secret: string): Receiver {
+  const made = webhookReceiver(secret);
+  cleanups.push(() => made.stop());
+  return made;
+}
+
+/** A few writes of every kind: 2 users charged, a drop of 1 claimed (sold out), an order, its cancel. */
+async function someWrites(server: TestServer): Promise<void> {
+  const { admin } = server;
+  const a = await admin.user("a", 10_000);
+  const b = await admin.user("b", 10_000);
+  const product = await admin.product(100, 10);
+  const drop = await admin.coupon({ totalQuantity: 1, discountValue: 10 });
+  await admin.issue(a.id, drop.id);
+  await admin.issue(b.id, drop.id);
+  const order = await admin.order(b.id, [{ productId: product.id, quantity: 3 }]);
+  await admin.post(`/api/orders/${order.body.id}/cancel`);
+}
+
+/** Every event through the feed, as JSON text per event (the relay sends the same text). */
+async function feedOf(server: TestServer) {
+  const page = await server.admin.get("/api/events?limit=1000");
+  return page.body.items as { id: number; type: string }[];
+}
+
+/** A second store on the same database, as another process would open it. */
+async function sameDatabase(server: TestServer): Promise<Store> {
+  let store: Store;
+  if (server.backend === "sqlite") {
+    store = new SqliteStore(openSqlite({ path: server.dbPath, synchronous: "NORMAL", busyTimeoutMs: 5000 }), {
+      writeLockWaitMs: 5000,
+      events: true,
+    });
+  } else {
+    const sql = server.db as postgres.Sql;
+    const [row] = await sql`SELECT current_schema() AS schema`;
+    const db = await openPg({ url: TEST_DATABASE_URL, schema: row?.schema, poolMax: 4, statementTimeoutMs: 10_000 });
+    store = new PgStore(db, { couponStrategy: "atomic", events: true });
+  }
+  cleanups.push(() => store.close());
+  return store;
+}
+
+/** Moves a sink's cursor back (as if its acknowledgements had not been recorded before a crash). */
+async function rewind(server: TestServer, sink: string): Promise<void> {
+  if (server.backend === "sqlite") {
+    const db = new Database(server.dbPath);
+    db.run("UPDATE event_sinks SET delivered_id = 0 WHERE sink = ?", [sink]);
+    db.close();
+  } else {
+    await (server.db as postgres.Sql)`UPDATE event_sinks SET delivered_id = 0 WHERE sink = ${sink}`;
+  }
+}
+
+describe.each(backends.filter((backend) => backend === "sqlite" || backend === "pg-atomic"))(
+  "relay on %s",
+  (backend) => {
+    test("pushes every event to the webhook, signed, in id order, and to JetStream once each, with its id", async () => {
+      const server = await started(backend);
+      const secret = webhookSecret();
+      const hooks = receiver(secret);
+      const stream = privateStream();
+      cleanups.push(() => stream.remove());
+      await someWrites(server);
+      relayOf(server.store, [
+        new WebhookSink({ url: hooks.url, secret, timeoutMs: 5000 }),
+        new NatsSink({ url: TEST_NATS_URL, ...stream }),
+      ]);
+      const events = await feedOf(server);
+      const last = (events.at(-1) as { id: number }).id;
+      await eventually("both sinks have every event", async () => {
+        const { outbox } = server.store;
+        return (await outbox.deliveredTo("webhook")) === last && (await outbox.deliveredTo("nats")) === last;
+      });
+
+      expect(events.map((event) => event.type)).toEqual([
+        "points.charged",
+        "points.charged",
+        "coupon.claimed",
+        "coupon.sold_out",
+        "order.paid",
+        "order.cancelled",
+      ]);
+      expect(hooks.received.every((r) => r.valid && r.status === 204)).toBe(true);
+      expect(hooks.received.map((r) => r.webhookId)).toEqual(events.map((event) => String(event.id)));
+      expect(hooks.accepted()).toEqual(events as never);
+      const messages = await stream.messages();
+      expect(messages.map((m) => [m.msgId, m.subject, JSON.parse(m.body)])).toEqual(
+        events.map((event) => [String(event.id), `${stream.subjectPrefix}.${event.type}`, event]),
+      );
+      expect(await server.store.outbox.oldestUndelivered("webhook")).toBeNull();
+    });
+
+    test("a receiver in trouble gets each event again, same webhook-id, until it answers 2xx; order holds; JetStream keeps one of each", async () => {
+      const server = await started(backend);
+      const secret = webhookSecret();
+      const hooks = receiver(secret);
+      const stream = privateStream();
+      cleanups.push(() => stream.remove());
+      hooks.failWith = 503;
+      await someWrites(server);
+      const relay = relayOf(server.store, [
+        new WebhookSink({ url: hooks.url, secret, timeoutMs: 5000 }),
+        new NatsSink({ url: TEST_NATS_URL, ...stream }),
+      ]);
+      const events = await feedOf(server);
+      const last = (events.at(-1) as { id: number }).id;
+      await eventually("three refused attempts", () => hooks.received.length >= 3);
+      // Refused: the first event is tried again and again, nothing after it is sent meanwhile.
+      expect(new Set(hooks.received.map((r) => r.webhookId))).toEqual(new Set([String(events[0]?.id)]));
+      expect(await server.store.outbox.deliveredTo("webhook")).toBe(0);
+      hooks.failWith = null;
+      await eventually(
+        "the webhook has every event",
+        async () => (await server.store.outbox.deliveredTo("webhook")) === last,
+      );
+      expect(hooks.accepted().map((event) => event.id)).toEqual(events.map((event) => event.id));
+      expect(hooks.received.every((r) => r.valid)).toBe(true);
+
+      // Acknowledgements lost (the cursors moved back, as after a crash before they were recorded):
+      // everything is sent again; the receiver sees repeats with the same ids, the stream none.
+      await eventually("nats has every event", async () => (await server.store.outbox.deliveredTo("nats")) === last);
+      await relay.stop();
+      await rewind(server, "webhook");
+      await rewind(server, "nats");
+      relayOf(server.store, [
+        new WebhookSink({ url: hooks.url, secret, timeoutMs: 5000 }),
+        new NatsSink({ url: TEST_NATS_URL, ...stream }),
+      ]);
+      await eventually("sent again", async () => {
+        const { outbox } = server.store;
+        return hooks.accepted().length === 2 * events.length && (await outbox.deliveredTo("nats")) === last;
+      });
+      expect(hooks.accepted().map((event) => event.id)).toEqual([...events, ...events].map((event) => event.id));
+      expect((await stream.messages()).map((m) => Number(m.msgId))).toEqual(events.map((event) => event.id));
+    });
+
+    test("one relay delivers at a time across processes; another takes over once the holder lets go", async () => {
+      const server = await started(backend);
+      const secret = webhookSecret();
+      const first = receiver(secret);
+      const second = receiver(secret);
+      const other = await sameDatabase(server);
+      const holder = relayOf(server.store, [new WebhookSink({ url: first.url, secret, timeoutMs: 5000 })]);
+      await eventually("the first relay holds the lock", () => server.store.outbox.relayLock.held());
+      relayOf(other, [new WebhookSink({ url: second.url, secret, timeoutMs: 5000 })]);
+      await someWrites(server);
+      const events = await feedOf(server);
+      await eventually("delivered", async () => (await other.outbox.deliveredTo("webhook")) === events.at(-1)?.id);
+      expect(first.accepted().map((event) => event.id)).toEqual(events.map((event) => event.id));
+      expect(second.received).toEqual([]);
+
+      await holder.stop();
+      await server.admin.charge(1, 5);
+      const more = await feedOf(server);
+      await eventually("taken over", async () => (await other.outbox.deliveredTo("webhook")) === more.at(-1)?.id);
+      expect(second.accepted().map((event) => event.id)).toEqual([more.at(-1)?.id as number]);
+      expect(first.accepted().length).toBe(events.length);
+    });
+  },
+);
+
+test("back-off doubles from its base up to its bound, jittered between half and all of it", () => {
+  expect([1, 2, 3, 4, 10].map((n) => backoff(n, 250, 30_000, () => 1))).toEqual([250, 500, 1000, 2000, 30_000]);
+  expect([1, 2, 10, 1000].map((n) => backoff(n, 250, 30_000, () => 0))).toEqual([125, 250, 15_000, 15_000]);
+});
+
+describe.each(backends.filter((backend) => backend === "sqlite"))("JetStream down for a while (%s)", (backend) => {
+  test("the relay retries until NATS is back, then the stream holds every event once, in id order", async () => {
+    const binary = Bun.which("nats-server") ?? "/usr/sbin/nats-server";
+    const storeDir = mkdtempSync(join(tmpdir(), "flashcart-nats-"));
+    cleanups.push(() => rmSync(storeDir, { recursive: true, force: true }));
+    const port = await freePort();
+    const start = async () => {
+      const proc = Bun.spawn([binary, "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir], {
+        stdout: "ignore",
+        stderr: "ignore",
+      });
+      cleanups.push(() => proc.kill("SIGKILL"));
+      await eventually("nats-server listens", () => canConnect(port));
+      return proc;
+    };
+    let nats = await start();
+    const server = await started(backend);
+    const stream = privateStream();
+    const url = `nats://127.0.0.1:${port}`;
+    relayOf(server.store, [new NatsSink({ url, ...stream })]);
+    await someWrites(server);
+    const first = await feedOf(server);
+    await eventually("published", async () => (await server.store.outbox.deliveredTo("nats")) === first.at(-1)?.id);
+
+    nats.kill("SIGKILL");
+    await nats.exited;
+    await someWrites(server);
+    const all = await feedOf(server);
+    await Bun.sleep(300); // the relay fails and backs off meanwhile
+    expect(await server.store.outbox.deliveredTo("nats")).toBe(first.at(-1)?.id as number);
+    nats = await start();
+    await eventually("caught up", async () => (await server.store.outbox.deliveredTo("nats")) === all.at(-1)?.id);
+    const messages = await streamMessagesAt(url, stream.stream);
+    expect(messages).toEqual(all.map((event) => String(event.id)));
+  });
+});
+
+async function freePort(): Promise<number> {
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = probe.port;
+  probe.stop(true);
+  return port;
+}
+
+async function canConnect(port: number): Promise<boolean> {
+  try {
+    const socket = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+    socket.end();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The message ids in a stream of a NATS server other than the shared one, in stream order. */
+async function streamMessagesAt(url: string, name: string): Promise<(string | undefined)[]> {
+  const connection = await connect({ servers: url });
+  try {
+    const manager = await jetstreamManager(connection);
+    const info = await manager.streams.info(name);
+    const ids: (string | undefined)[] = [];
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+      ids.push((await manager.streams.getMessage(name, { seq }))?.header.get("Nats-Msg-Id"));
+    }
+    return ids;
+  } finally {
+    await connection.close();
+  }
+}
