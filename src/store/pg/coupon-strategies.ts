@@ -1,4 +1,3 @@
-import { and, eq } from "drizzle-orm";
 import type postgres from "postgres";
 import type { ClaimEvents, EventTally } from "../../domain/events.ts";
 import type { AsyncStorage } from "../../domain/script.ts";
@@ -8,7 +7,6 @@ import { ClaimMemory, type DropDefinition } from "../claim-memory.ts";
 import { must } from "../rows.ts";
 import type { PgDb } from "./database.ts";
 import { RedisCouponGate } from "./redis-gate.ts";
-import { coupons, userCoupons } from "./schema.ts";
 import { insertHolding, type NewHolding, PgWrites, type Tx } from "./writes.ts";
 
 /**
@@ -128,21 +126,18 @@ async function lockFreeRefusal(client: postgres.Sql, userId: number, couponId: n
 /** pessimistic: `SELECT … FOR UPDATE` serialises the winners of a drop on its row, then check and write. */
 class PessimisticWrites extends PgWrites {
   override async takeCoupon(holding: NewHolding, claim: ClaimEvents | null): Promise<number | ClaimRefusal> {
-    const [coupon] = await this.tx.select().from(coupons).where(eq(coupons.id, holding.couponId)).for("update");
+    const [coupon] = await this.tx<{ issuedQuantity: number; totalQuantity: number }[]>`
+      SELECT issued_quantity AS "issuedQuantity", total_quantity AS "totalQuantity"
+      FROM coupons WHERE id = ${holding.couponId} FOR UPDATE`;
     const locked = must(coupon, "the locked coupon");
     // Holding the drop's lock, nobody else can claim it meanwhile: read, decide, write.
-    const [held] = await this.tx
-      .select({ id: userCoupons.id })
-      .from(userCoupons)
-      .where(and(eq(userCoupons.userId, holding.userId), eq(userCoupons.couponId, holding.couponId)));
+    const [held] = await this.tx`
+      SELECT 1 FROM user_coupons WHERE user_id = ${holding.userId} AND coupon_id = ${holding.couponId}`;
     if (held !== undefined) return "ALREADY_CLAIMED";
     if (locked.issuedQuantity >= locked.totalQuantity) return "SOLD_OUT";
     const inserted = await insertHolding(this.tx, holding);
     if (inserted === null) return "ALREADY_CLAIMED";
-    await this.tx
-      .update(coupons)
-      .set({ issuedQuantity: locked.issuedQuantity + 1 })
-      .where(eq(coupons.id, holding.couponId));
+    await this.tx`UPDATE coupons SET issued_quantity = ${locked.issuedQuantity + 1} WHERE id = ${holding.couponId}`;
     await this.recordClaim(inserted, locked.issuedQuantity + 1 === locked.totalQuantity, claim);
     return inserted;
   }
@@ -160,17 +155,17 @@ class OptimisticWrites extends PgWrites {
     const held = await insertHolding(this.tx, holding);
     if (held === null) return "ALREADY_CLAIMED";
     for (let attempt = 1; ; attempt++) {
-      const [row] = await this.tx.select().from(coupons).where(eq(coupons.id, holding.couponId));
+      const [row] = await this.tx<{ issuedQuantity: number; totalQuantity: number; version: number }[]>`
+        SELECT issued_quantity AS "issuedQuantity", total_quantity AS "totalQuantity", version
+        FROM coupons WHERE id = ${holding.couponId}`;
       const coupon = must(row, "the coupon");
       if (coupon.issuedQuantity >= coupon.totalQuantity) {
-        await this.tx.delete(userCoupons).where(eq(userCoupons.id, held));
+        await this.tx`DELETE FROM user_coupons WHERE id = ${held}`;
         return "SOLD_OUT";
       }
-      const won = await this.tx
-        .update(coupons)
-        .set({ issuedQuantity: coupon.issuedQuantity + 1, version: coupon.version + 1 })
-        .where(and(eq(coupons.id, holding.couponId), eq(coupons.version, coupon.version)))
-        .returning({ id: coupons.id });
+      const won = await this.tx`
+        UPDATE coupons SET issued_quantity = ${coupon.issuedQuantity + 1}, version = ${coupon.version + 1}
+        WHERE id = ${holding.couponId} AND version = ${coupon.version} RETURNING id`;
       if (won.length > 0) {
         await this.recordClaim(held, coupon.issuedQuantity + 1 === coupon.totalQuantity, claim);
         return held;

@@ -124,10 +124,11 @@ export class PgStore extends ScriptedWrites implements Store {
       const next = await advance(running, running.next(), early);
       if (next.done) return next.value;
       let writes: PgWrites | null = null;
-      const value = await this.db.transaction((tx) => {
+      // postgres.js's own transaction, so that every move is a prepared tagged template (writes.ts).
+      const value = (await this.db.$client.begin((tx) => {
         writes = new this.strategy.Writes(tx);
         return runAsync(running, writes, next);
-      });
+      })) as R;
       // Committed: its events count (an attempt rolled back for a retry wrote none).
       if (writes !== null) this.outbox.tally.add((writes as PgWrites).written);
       return value;

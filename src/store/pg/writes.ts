@@ -1,11 +1,13 @@
 /**
  * The data moves of the write scripts (domain/writes.ts) on PostgreSQL, inside one READ COMMITTED
- * transaction: every query is built from `tx` (a statement prepared on the pool would run outside
- * it). A guard that matched no row answers false or null; the script decides what that means.
+ * transaction: every statement runs on `tx`, the transaction's connection, as a postgres.js tagged
+ * template, which the driver prepares once per connection and reuses (no query is built per request).
+ * bigint columns (money, epoch milliseconds) are cast to float8 where they are read, so they arrive as
+ * numbers. A guard that matched no row answers false or null; the script decides what that means.
  * Coupons are claimed the atomic way here; coupon-strategies.ts overrides the claim moves for the
  * other strategies.
  */
-import { and, eq, lt, sql } from "drizzle-orm";
+import type postgres from "postgres";
 import type { CouponDefinition } from "../../domain/coupon.ts";
 import { type ClaimEvents, claimedData, type EventType, type NewEvent } from "../../domain/events.ts";
 import type { OrderLine } from "../../domain/model.ts";
@@ -19,20 +21,9 @@ import type {
   StoredRequest,
   WriteStorage,
 } from "../../domain/writes.ts";
-import type { PgDb } from "./database.ts";
-import {
-  coupons,
-  events,
-  idempotencyKeys,
-  orderItems,
-  orders,
-  pointHistory,
-  products,
-  userCoupons,
-  users,
-} from "./schema.ts";
+import { orderItems } from "./schema.ts";
 
-export type Tx = Parameters<Parameters<PgDb["transaction"]>[0]>[0];
+export type Tx = postgres.TransactionSql;
 
 export const lineColumns = {
   productId: orderItems.productId,
@@ -47,11 +38,11 @@ export type TxStorage = Omit<WriteStorage, "pricesOf" | "heldCoupon" | "newOrder
 
 /** The one-per-user guard: the unique (user_id, coupon_id) index turns a second claim into no row. */
 export async function insertHolding(tx: Tx, holding: NewHolding): Promise<number | null> {
-  const [held] = await tx
-    .insert(userCoupons)
-    .values({ ...holding, status: "AVAILABLE" })
-    .onConflictDoNothing({ target: [userCoupons.userId, userCoupons.couponId] })
-    .returning({ id: userCoupons.id });
+  const { userId, couponId, issuedAt, expiresAt } = holding;
+  const [held] = await tx<{ id: number }[]>`
+    INSERT INTO user_coupons (user_id, coupon_id, status, issued_at, expires_at)
+    VALUES (${userId}, ${couponId}, 'AVAILABLE', ${issuedAt}, ${expiresAt})
+    ON CONFLICT (user_id, coupon_id) DO NOTHING RETURNING id`;
   return held?.id ?? null;
 }
 
@@ -62,7 +53,8 @@ export class PgWrites implements AsyncStorage<TxStorage> {
   constructor(protected readonly tx: Tx) {}
 
   async recordEvent(event: NewEvent): Promise<void> {
-    await this.tx.insert(events).values(event);
+    await this
+      .tx`INSERT INTO events (type, occurred_at, data) VALUES (${event.type}, ${event.occurredAt}, ${event.data})`;
     this.written.push(event.type);
   }
 
@@ -79,12 +71,15 @@ export class PgWrites implements AsyncStorage<TxStorage> {
   }
 
   async userExists(userId: number): Promise<boolean> {
-    const [user] = await this.tx.select({ id: users.id }).from(users).where(eq(users.id, userId));
+    const [user] = await this.tx`SELECT 1 FROM users WHERE id = ${userId}`;
     return user !== undefined;
   }
 
   async insertHistory(entry: NewHistoryEntry): Promise<void> {
-    await this.tx.insert(pointHistory).values(entry);
+    const { userId, type, amount, balanceAfter, orderId, createdAt } = entry;
+    await this.tx`
+      INSERT INTO point_history (user_id, type, amount, balance_after, order_id, created_at)
+      VALUES (${userId}, ${type}, ${amount}, ${balanceAfter}, ${orderId}, ${createdAt})`;
   }
 
   /**
@@ -93,32 +88,30 @@ export class PgWrites implements AsyncStorage<TxStorage> {
    */
   async storedRequest(userId: number, request: IdempotentRequest): Promise<StoredRequest | null> {
     const { key, fingerprint, statusCode } = request;
-    const inserted = await this.tx
-      .insert(idempotencyKeys)
-      .values({ userId, key, fingerprint, statusCode, responseBody: "", createdAt: 0 })
-      .onConflictDoNothing()
-      .returning({ key: idempotencyKeys.key });
+    const inserted = await this.tx`
+      INSERT INTO idempotency_keys (user_id, key, fingerprint, status_code, response_body, created_at)
+      VALUES (${userId}, ${key}, ${fingerprint}, ${statusCode}, '', 0)
+      ON CONFLICT DO NOTHING RETURNING key`;
     if (inserted.length > 0) return null;
-    const [stored] = await this.tx
-      .select({
-        fingerprint: idempotencyKeys.fingerprint,
-        statusCode: idempotencyKeys.statusCode,
-        responseBody: idempotencyKeys.responseBody,
-      })
-      .from(idempotencyKeys)
-      .where(and(eq(idempotencyKeys.userId, userId), eq(idempotencyKeys.key, key)));
+    const [stored] = await this.tx<StoredRequest[]>`
+      SELECT fingerprint, status_code AS "statusCode", response_body AS "responseBody"
+      FROM idempotency_keys WHERE user_id = ${userId} AND key = ${key}`;
     return stored ?? null;
   }
 
   async storeResponse(userId: number, request: IdempotentRequest, responseBody: string, now: number): Promise<void> {
-    await this.tx
-      .update(idempotencyKeys)
-      .set({ responseBody, createdAt: now })
-      .where(and(eq(idempotencyKeys.userId, userId), eq(idempotencyKeys.key, request.key)));
+    await this.tx`
+      UPDATE idempotency_keys SET response_body = ${responseBody}, created_at = ${now}
+      WHERE user_id = ${userId} AND key = ${request.key}`;
   }
 
   async findCoupon(couponId: number): Promise<CouponDefinition | null> {
-    const [coupon] = await this.tx.select().from(coupons).where(eq(coupons.id, couponId));
+    const [coupon] = await this.tx<CouponDefinition[]>`
+      SELECT id, name, discount_type AS "discountType", discount_value::float8 AS "discountValue",
+             max_discount::float8 AS "maxDiscount", min_order_amount::float8 AS "minOrderAmount",
+             issue_starts_at::float8 AS "issueStartsAt", issue_ends_at::float8 AS "issueEndsAt",
+             valid_days AS "validDays", total_quantity AS "totalQuantity", created_at::float8 AS "createdAt"
+      FROM coupons WHERE id = ${couponId}`;
     return coupon ?? null;
   }
 
@@ -135,13 +128,12 @@ export class PgWrites implements AsyncStorage<TxStorage> {
   async takeCoupon(holding: NewHolding, claim: ClaimEvents | null): Promise<number | ClaimRefusal> {
     const held = await insertHolding(this.tx, holding);
     if (held === null) return "ALREADY_CLAIMED";
-    const [taken] = await this.tx
-      .update(coupons)
-      .set({ issuedQuantity: sql`${coupons.issuedQuantity} + 1` })
-      .where(and(eq(coupons.id, holding.couponId), lt(coupons.issuedQuantity, coupons.totalQuantity)))
-      .returning({ last: sql<boolean>`${coupons.issuedQuantity} = ${coupons.totalQuantity}` });
+    const [taken] = await this.tx<{ last: boolean }[]>`
+      UPDATE coupons SET issued_quantity = issued_quantity + 1
+      WHERE id = ${holding.couponId} AND issued_quantity < total_quantity
+      RETURNING issued_quantity = total_quantity AS last`;
     if (taken === undefined) {
-      await this.tx.delete(userCoupons).where(eq(userCoupons.id, held));
+      await this.tx`DELETE FROM user_coupons WHERE id = ${held}`;
       return "SOLD_OUT";
     }
     await this.recordClaim(held, taken.last, claim);
@@ -149,47 +141,42 @@ export class PgWrites implements AsyncStorage<TxStorage> {
   }
 
   async findOrder(orderId: number): Promise<OrderRecord | null> {
-    const [order] = await this.tx.select().from(orders).where(eq(orders.id, orderId));
+    const [order] = await this.tx<OrderRecord[]>`
+      SELECT id, user_id AS "userId", status, total_amount::float8 AS "totalAmount",
+             discount_amount::float8 AS "discountAmount", paid_amount::float8 AS "paidAmount",
+             user_coupon_id AS "userCouponId", created_at::float8 AS "createdAt",
+             cancelled_at::float8 AS "cancelledAt"
+      FROM orders WHERE id = ${orderId}`;
     return order ?? null;
   }
 
   async markCancelled(orderId: number, now: number): Promise<boolean> {
-    const marked = await this.tx
-      .update(orders)
-      .set({ status: "CANCELLED", cancelledAt: now })
-      .where(and(eq(orders.id, orderId), eq(orders.status, "PAID")))
-      .returning({ id: orders.id });
+    const marked = await this.tx`
+      UPDATE orders SET status = 'CANCELLED', cancelled_at = ${now}
+      WHERE id = ${orderId} AND status = 'PAID' RETURNING id`;
     return marked.length > 0;
   }
 
-  orderLines(orderId: number): Promise<OrderLine[]> {
-    return this.tx
-      .select(lineColumns)
-      .from(orderItems)
-      .where(eq(orderItems.orderId, orderId))
-      .orderBy(orderItems.productId);
+  async orderLines(orderId: number): Promise<OrderLine[]> {
+    return await this.tx<OrderLine[]>`
+      SELECT product_id AS "productId", quantity, unit_price::float8 AS "unitPrice"
+      FROM order_items WHERE order_id = ${orderId} ORDER BY product_id`;
   }
 
   async returnStock(productId: number, quantity: number): Promise<void> {
-    await this.tx
-      .update(products)
-      .set({ stock: sql`${products.stock} + ${quantity}` })
-      .where(eq(products.id, productId));
+    await this.tx`UPDATE products SET stock = stock + ${quantity} WHERE id = ${productId}`;
   }
 
   async releaseCoupon(userCouponId: number): Promise<void> {
-    await this.tx
-      .update(userCoupons)
-      .set({ status: "AVAILABLE", usedAt: null })
-      .where(and(eq(userCoupons.id, userCouponId), eq(userCoupons.status, "USED")));
+    await this.tx`
+      UPDATE user_coupons SET status = 'AVAILABLE', used_at = NULL WHERE id = ${userCouponId} AND status = 'USED'`;
   }
 
   async creditWithinLimit(userId: number, amount: number, maxBalance: number): Promise<number | null> {
-    const [credited] = await this.tx
-      .update(users)
-      .set({ balance: sql`${users.balance} + ${amount}` })
-      .where(and(eq(users.id, userId), sql`${users.balance} + ${amount} <= ${maxBalance}`))
-      .returning({ balance: users.balance });
+    const [credited] = await this.tx<{ balance: number }[]>`
+      UPDATE users SET balance = balance + ${amount}
+      WHERE id = ${userId} AND balance + ${amount} <= ${maxBalance}
+      RETURNING balance::float8 AS balance`;
     return credited?.balance ?? null;
   }
 }
