@@ -10,6 +10,7 @@ import { createApp } from "../app.ts";
 import { resolveJwtSecret } from "../auth/secret.ts";
 import { TokenVerifier } from "../auth/tokens.ts";
 import { type Config, ConfigError, loadConfig } from "../config.ts";
+import { Unavailable } from "../domain/errors.ts";
 import { DAY_MS, limits } from "../domain/limits.ts";
 import { systemClock } from "../domain/time.ts";
 import { NatsSink } from "../events/nats.ts";
@@ -31,11 +32,20 @@ const WORKER_MARKER = "FLASHCART_WORKER";
  */
 const DRAIN_MS = 5_000;
 
-/** The last resort, should closing the store hang: exit 1 this long after the signal. */
-const SHUTDOWN_BACKSTOP_MS = 10_000;
+/**
+ * The last resort, should closing the store hang: exit 1 this long after the signal. Past the drain
+ * and past the longest a queued SQLite write may still wait for a lock held elsewhere
+ * (SQLITE_BUSY_TIMEOUT_MS, up to 60 s): closing the store first lets those commit or be refused.
+ */
+function shutdownBackstopMs(config: Config): number {
+  const writeWaitMs = config.database.kind === "sqlite" ? config.sqlite.busyTimeoutMs : 0;
+  return DRAIN_MS + Math.max(5_000, writeWaitMs + 1_000);
+}
 
 /** How long the supervisor waits for its workers to stop before killing them: past their own backstop. */
-const SUPERVISOR_BACKSTOP_MS = SHUTDOWN_BACKSTOP_MS + 5_000;
+function supervisorBackstopMs(config: Config): number {
+  return shutdownBackstopMs(config) + 5_000;
+}
 
 /** What a worker tells its supervisor (over Bun's IPC channel) once it listens. */
 interface WorkerReady {
@@ -171,7 +181,12 @@ async function serve(config: Config, logger: Logger, worker: number | null): Pro
       store
         .purgeIdempotencyKeys(systemClock.now() - limits.idempotencyRetentionMs)
         .then((removed) => removed > 0 && logger.info("purged idempotency keys", { removed }))
-        .catch((error) => logger.error("idempotency purge failed", { error: String(error) }));
+        .catch((error) =>
+          // A dependency's fault (the database busy, down or full) is not a bug: the next hour tries again.
+          error instanceof Unavailable
+            ? logger.warn("idempotency purge failed; trying again in an hour", { error: String(error) })
+            : logger.error("idempotency purge failed", { error: String(error) }),
+        );
     },
     60 * 60 * 1000,
   );
@@ -185,7 +200,7 @@ async function serve(config: Config, logger: Logger, worker: number | null): Pro
     const backstop = setTimeout(() => {
       logger.error("shutdown timed out; exiting");
       process.exit(1);
-    }, SHUTDOWN_BACKSTOP_MS);
+    }, shutdownBackstopMs(config));
     backstop.unref();
     clearInterval(purgeTimer);
     clearInterval(retention);
@@ -316,7 +331,7 @@ async function supervise(config: Config, logger: Logger): Promise<void> {
       logger.error("workers did not stop in time; killing them");
       for (const proc of workers) proc.kill("SIGKILL");
       process.exit(1);
-    }, SUPERVISOR_BACKSTOP_MS);
+    }, supervisorBackstopMs(config));
     backstop.unref();
   }
   workers.forEach((proc, i) => {
