@@ -12,30 +12,21 @@ import { brokenInvariants } from "../load/invariants.ts";
 import { Unavailable } from "../src/domain/errors.ts";
 import { openPg } from "../src/store/pg/database.ts";
 import { pgFault } from "../src/store/pg/faults.ts";
-import { type Client, expectProblem, type Reply } from "./support/api.ts";
+import { type Client, expectUnavailable, type Reply } from "./support/api.ts";
 import {
   launchServe,
   type PrivatePostgres,
   privatePostgres,
   privateRedis,
+  ready,
   type Served,
+  until,
 } from "./support/dependencies.ts";
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-function expectUnavailable(reply: Reply): void {
-  expectProblem(reply, 503, "SERVICE_UNAVAILABLE");
-  expect(Number(reply.headers.get("retry-after"))).toBeGreaterThan(0);
-}
-
-async function until(check: () => Promise<boolean>): Promise<void> {
-  while (!(await check())) await Bun.sleep(50);
-}
-
-const ready = async (app: Served) => (await app.anonymous.get("/ready")).status === 200;
 
 async function cluster(): Promise<PrivatePostgres> {
   const pg = await privatePostgres();

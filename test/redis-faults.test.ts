@@ -13,27 +13,14 @@ import { join } from "node:path";
 import { RedisClient } from "bun";
 import postgres from "postgres";
 import { brokenInvariants } from "../load/invariants.ts";
-import { type Client, expectProblem, type Reply } from "./support/api.ts";
-import { launchServe, privateRedis, type Served } from "./support/dependencies.ts";
+import { type Client, expectProblem, expectUnavailable } from "./support/api.ts";
+import { launchServe, privateRedis, ready, type Served, until } from "./support/dependencies.ts";
 import { TEST_DATABASE_URL } from "./support/server.ts";
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-/** 503 SERVICE_UNAVAILABLE as problem+json, with a Retry-After. */
-function expectUnavailable(reply: Reply): void {
-  expectProblem(reply, 503, "SERVICE_UNAVAILABLE");
-  expect(Number(reply.headers.get("retry-after"))).toBeGreaterThan(0);
-}
-
-/** Polls until `check` holds (the test's timeout bounds it). */
-async function until(check: () => Promise<boolean>): Promise<void> {
-  while (!(await check())) await Bun.sleep(50);
-}
-
-const ready = async (app: Served) => (await app.anonymous.get("/ready")).status === 200;
 
 /** A fresh schema on the PostgreSQL server of TEST_DATABASE_URL, dropped after the test. */
 function freshSchema(): { url: string; auditor: postgres.Sql } {

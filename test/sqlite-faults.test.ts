@@ -12,7 +12,7 @@ import { spawnListening } from "../load/process.ts";
 import type { Logger } from "../src/logger.ts";
 import { type Client, client, expectProblem, type Reply } from "./support/api.ts";
 import { startServer, type TestServer, tokenFor } from "./support/server.ts";
-import { canMount, mountTmpfs, type Tmpfs } from "./support/tmpfs.ts";
+import { mountTmpfs, type Tmpfs } from "./support/tmpfs.ts";
 
 const cleanups: (() => void | Promise<void>)[] = [];
 /** Every cleanup runs, last registered first, even when one of them fails (a volume is always unmounted). */
@@ -38,10 +38,6 @@ function mounted(sizeMb: number): Tmpfs {
   cleanups.push(() => volume.unmount());
   return volume;
 }
-
-/** Needs root (mount); elsewhere these tests are skipped with this reason. */
-const onTmpfs = canMount ? test : test.skip;
-if (!canMount) console.log("tmpfs tests skipped: mounting a tmpfs needs root");
 
 interface LogEntry {
   level: string;
@@ -151,56 +147,51 @@ describe("another connection holds the SQLite write lock", () => {
 });
 
 describe("a full disk", () => {
-  onTmpfs(
-    "writes get 507 STORAGE_FULL logged at warn, /ready 503; reads go on; once space is freed writes and /ready recover; nothing acknowledged is lost",
-    async () => {
-      const volume = mounted(24);
-      const logger = recordingLogger();
-      const server = started(await startServer({ sqlite: { dir: volume.dir }, logger }));
-      const { product, initialStock, order } = await shop(server, 10);
-      const acknowledged: number[] = [];
-      for (let i = 0; i < 50; i++) {
-        const reply = await order(i);
-        expect(reply.status).toBe(201);
-        acknowledged.push(reply.body.id);
-      }
+  test("writes get 507 STORAGE_FULL logged at warn, /ready 503; reads go on; once space is freed writes and /ready recover; nothing acknowledged is lost", async () => {
+    const volume = mounted(24);
+    const logger = recordingLogger();
+    const server = started(await startServer({ sqlite: { dir: volume.dir }, logger }));
+    const { product, initialStock, order } = await shop(server, 10);
+    const acknowledged: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      const reply = await order(i);
+      expect(reply.status).toBe(201);
+      acknowledged.push(reply.body.id);
+    }
 
-      const filler = volume.fill();
-      // The WAL may still have room of its own for a few writes: order until the disk refuses one.
-      const whileFull: Reply[] = [];
-      for (let i = 0; i < 5000 && !whileFull.some((reply) => reply.status !== 201); i++) {
-        const reply = await order(i);
-        whileFull.push(reply);
-        if (reply.status === 201) acknowledged.push(reply.body.id);
-      }
-      const refused = whileFull.filter((reply) => reply.status !== 201);
-      expect(refused.length).toBe(1);
-      expectProblem(refused[0] as Reply, 507, "STORAGE_FULL");
-      expect(refused[0]?.headers.get("retry-after")).toBe("5");
-      expectProblem(await server.admin.post("/api/users", { name: "no room" }), 507, "STORAGE_FULL");
-      expect(await server.anonymous.get("/ready")).toMatchObject({ status: 503 });
-      expect((await server.anonymous.get("/health")).status).toBe(200);
-      expect((await server.anonymous.get(`/api/products/${product.id}`)).status).toBe(200);
-      expect(logger.entries.filter((entry) => entry.level === "error")).toEqual([]);
-      expect(logger.entries.some((entry) => entry.level === "warn" && entry.fields?.code === "STORAGE_FULL")).toBe(
-        true,
-      );
+    const filler = volume.fill();
+    // The WAL may still have room of its own for a few writes: order until the disk refuses one.
+    const whileFull: Reply[] = [];
+    for (let i = 0; i < 5000 && !whileFull.some((reply) => reply.status !== 201); i++) {
+      const reply = await order(i);
+      whileFull.push(reply);
+      if (reply.status === 201) acknowledged.push(reply.body.id);
+    }
+    const refused = whileFull.filter((reply) => reply.status !== 201);
+    expect(refused.length).toBe(1);
+    expectProblem(refused[0] as Reply, 507, "STORAGE_FULL");
+    expect(refused[0]?.headers.get("retry-after")).toBe("5");
+    expectProblem(await server.admin.post("/api/users", { name: "no room" }), 507, "STORAGE_FULL");
+    expect(await server.anonymous.get("/ready")).toMatchObject({ status: 503 });
+    expect((await server.anonymous.get("/health")).status).toBe(200);
+    expect((await server.anonymous.get(`/api/products/${product.id}`)).status).toBe(200);
+    expect(logger.entries.filter((entry) => entry.level === "error")).toEqual([]);
+    expect(logger.entries.some((entry) => entry.level === "warn" && entry.fields?.code === "STORAGE_FULL")).toBe(true);
 
-      filler.free();
-      expect(await server.anonymous.get("/ready")).toMatchObject({ status: 200 });
-      for (let i = 0; i < 50; i++) {
-        const reply = await order(i);
-        expect(reply.status).toBe(201);
-        acknowledged.push(reply.body.id);
-      }
-      const paid = await paidOrderIds(server);
-      expect(acknowledged.filter((id) => !paid.has(id))).toEqual([]);
-      expect(paid.size).toBe(acknowledged.length);
-      expect(await brokenInvariants(server.db as Database, initialStock)).toEqual([]);
-    },
-  );
+    filler.free();
+    expect(await server.anonymous.get("/ready")).toMatchObject({ status: 200 });
+    for (let i = 0; i < 50; i++) {
+      const reply = await order(i);
+      expect(reply.status).toBe(201);
+      acknowledged.push(reply.body.id);
+    }
+    const paid = await paidOrderIds(server);
+    expect(acknowledged.filter((id) => !paid.has(id))).toEqual([]);
+    expect(paid.size).toBe(acknowledged.length);
+    expect(await brokenInvariants(server.db as Database, initialStock)).toEqual([]);
+  });
 
-  onTmpfs("closing the store on a full disk does not throw", async () => {
+  test("closing the store on a full disk does not throw", async () => {
     const volume = mounted(24);
     const server = await startServer({ sqlite: { dir: volume.dir } });
     const { order } = await shop(server, 5);
@@ -240,27 +231,24 @@ describe("the WAL", () => {
 });
 
 describe("the WAL on a small volume", () => {
-  onTmpfs(
-    "7,000 orders one at a time on a 24 MB volume all commit, and the -wal stays under a quarter of it",
-    async () => {
-      const volume = mounted(24);
-      const server = started(await startServer({ sqlite: { dir: volume.dir } }));
-      const { initialStock, order } = await shop(server, 20);
-      const volumeBytes = 24 * 1024 * 1024;
-      let largestWal = 0;
-      const statuses = new Map<number, number>();
-      for (let i = 0; i < 7000; i++) {
-        const reply = await order(i);
-        statuses.set(reply.status, (statuses.get(reply.status) ?? 0) + 1);
-        if (i % 100 === 0) largestWal = Math.max(largestWal, statSync(`${server.dbPath}-wal`).size);
-      }
-      expect(Object.fromEntries(statuses)).toEqual({ 201: 7000 });
-      expect(largestWal).toBeLessThan(volumeBytes / 4);
-      expect(await brokenInvariants(server.db as Database, initialStock)).toEqual([]);
-    },
-  );
+  test("7,000 orders one at a time on a 24 MB volume all commit, and the -wal stays under a quarter of it", async () => {
+    const volume = mounted(24);
+    const server = started(await startServer({ sqlite: { dir: volume.dir } }));
+    const { initialStock, order } = await shop(server, 20);
+    const volumeBytes = 24 * 1024 * 1024;
+    let largestWal = 0;
+    const statuses = new Map<number, number>();
+    for (let i = 0; i < 7000; i++) {
+      const reply = await order(i);
+      statuses.set(reply.status, (statuses.get(reply.status) ?? 0) + 1);
+      if (i % 100 === 0) largestWal = Math.max(largestWal, statSync(`${server.dbPath}-wal`).size);
+    }
+    expect(Object.fromEntries(statuses)).toEqual({ 201: 7000 });
+    expect(largestWal).toBeLessThan(volumeBytes / 4);
+    expect(await brokenInvariants(server.db as Database, initialStock)).toEqual([]);
+  });
 
-  onTmpfs("SIGTERM on a full disk exits 0 with every acknowledged order kept", async () => {
+  test("SIGTERM on a full disk exits 0 with every acknowledged order kept", async () => {
     const volume = mounted(24);
     const secret = "s".repeat(40);
     const dbPath = `${volume.dir}/flashcart.db`;

@@ -86,6 +86,13 @@ export function client(base: string, token?: string) {
 
 export type Client = ReturnType<typeof client>;
 
+/** 503 SERVICE_UNAVAILABLE as problem+json, with a Retry-After: a dependency's fault, answered. */
+export function expectUnavailable(reply: Reply): void {
+  expectProblem(reply, 503, "SERVICE_UNAVAILABLE");
+  const retryAfter = Number(reply.headers.get("retry-after"));
+  if (!(retryAfter > 0)) throw new Error(`503 without a positive Retry-After: ${reply.headers.get("retry-after")}`);
+}
+
 /** Asserts an RFC 9457 problem response with the given status and stable code. */
 export function expectProblem(reply: Reply, status: number, code: string): void {
   const seen = { status: reply.status, contentType: reply.headers.get("content-type"), code: reply.body?.code };

@@ -154,6 +154,14 @@ export interface Served {
   stop(): Promise<number>;
 }
 
+/** Polls until `check` holds (the test's timeout bounds it). */
+export async function until(check: () => Promise<boolean>): Promise<void> {
+  while (!(await check())) await Bun.sleep(50);
+}
+
+/** The served process answers /ready with 200. */
+export const ready = async (app: Served) => (await app.anonymous.get("/ready")).status === 200;
+
 /** `bun src/main.ts serve` as its own process, configured by `env` (DATABASE_URL, COUPON_STRATEGY, …). */
 export async function launchServe(env: Record<string, string>): Promise<Served> {
   const secret = randomBytes(32).toString("hex");

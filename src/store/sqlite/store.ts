@@ -96,25 +96,21 @@ export class SqliteStore extends ScriptedWrites implements Store {
   }
 
   /**
-   * One synchronous unit of write work, committed with the others of this event-loop turn in a single
-   * `BEGIN IMMEDIATE` transaction (see GroupCommit). A throw rolls back this unit's effects only.
-   */
-  private write<T>(work: () => T): Promise<T> {
-    return this.commits.run(work);
-  }
-
-  /**
    * A domain write script, run to its end inside one unit of the group commit. The events it wrote
    * count once the batch has committed: a unit that throws is rolled back alone, and so are its
    * events here; a batch that fails wrote none.
    */
   protected run<R>(script: (recordEvents: boolean) => Script<WriteStorage, R>): Promise<R> {
     const recordEvents = this.outbox.recording;
-    return this.unit(() => runSync(script(recordEvents), this.writes));
+    return this.write(() => runSync(script(recordEvents), this.writes));
   }
 
-  /** One unit of the group commit; a unit that throws is rolled back to its savepoint, and so are its events. */
-  private unit<R>(work: () => R): Promise<R> {
+  /**
+   * One synchronous unit of write work, committed with the others of this event-loop turn in a single
+   * `BEGIN IMMEDIATE` transaction (see GroupCommit). A throw rolls back this unit's effects only, the
+   * events it wrote included.
+   */
+  private write<R>(work: () => R): Promise<R> {
     return this.commits.run(() => {
       const mark = this.written.length;
       try {
@@ -142,7 +138,7 @@ export class SqliteStore extends ScriptedWrites implements Store {
     const running = claimCoupon(command, this.outbox.recording);
     const next = advanceSync(running, running.next(), this.fromMemory);
     if (next.done) return next.value;
-    return this.unit(() => runSync(running, this.writes, next));
+    return this.write(() => runSync(running, this.writes, next));
   }
 
   private requireUser(userId: number): model.User {
