@@ -9,7 +9,11 @@
  *   bun load/layers.ts prof/*.cpuprofile --from … --to …     (the window it printed)
  *
  * Phases: claim-win (every claim takes a coupon: distinct users, enough supply), claim-lose (every
- * claim meets a sold-out drop: the stampede's 409), order (one line, paid in points). Each reports
+ * claim meets a sold-out drop: the stampede's 409), order (one line, paid in points), and two floors
+ * to tell the layers apart without a profiler: claim-lose-stub (the same losing claim through the
+ * whole app, but the store answers SOLD_OUT at once: everything except the domain and the store) and
+ * hello (a bare Hono app answering the same 409 on the same route: Request, routing and Response,
+ * with none of flashcart's middleware). Each reports
  * CPU µs per request (process CPU time, so another process on the machine hardly moves it) and
  * wall-clock requests/s. With --phase, only that phase is measured (after the others' set-up), so a
  * CPU profile of the run is a profile of that phase.
@@ -18,16 +22,19 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { Hono } from "hono";
 import { createApp } from "../src/app.ts";
 import { signToken, TokenVerifier } from "../src/auth/tokens.ts";
 import { loadConfig } from "../src/config.ts";
+import { refused } from "../src/domain/errors.ts";
 import { systemClock } from "../src/domain/time.ts";
 import { durabilityClasses, durabilitySettings } from "../src/durability.ts";
 import { createLogger } from "../src/logger.ts";
 import { createMetrics, instrumentStore } from "../src/observability/metrics.ts";
 import { openStore } from "../src/store/index.ts";
+import type { Store } from "../src/store/port.ts";
 
-const phases = ["claim-win", "claim-lose", "order"] as const;
+const phases = ["claim-win", "claim-lose", "order", "claim-lose-stub", "hello"] as const;
 type Phase = (typeof phases)[number];
 const IN_FLIGHT = 100;
 
@@ -55,16 +62,32 @@ const config = loadConfig({
   LOG_LEVEL: "warn",
 });
 const metrics = createMetrics();
-const store = instrumentStore(await openStore(config), metrics);
-const app = createApp({
-  store,
-  clock: systemClock,
-  logger: createLogger(config.logLevel),
-  verifier: new TokenVerifier(new TextEncoder().encode(Buffer.from(secret).toString("hex"))),
-  rateLimits: config.rateLimit,
-  metrics,
-  logSample: config.logSample,
-});
+const opened = await openStore(config);
+const store = instrumentStore(opened, metrics);
+const appOver = (over: Store) =>
+  createApp({
+    store: over,
+    clock: systemClock,
+    logger: createLogger(config.logLevel),
+    verifier: new TokenVerifier(new TextEncoder().encode(Buffer.from(secret).toString("hex"))),
+    rateLimits: config.rateLimit,
+    metrics,
+    logSample: config.logSample,
+  });
+const app = appOver(store);
+// The floors (see the phases above): the same app over a store that refuses every claim at once, and
+// a bare Hono app with the same route and answer.
+const refusingStore: Store = Object.create(opened);
+refusingStore.claimCoupon = async () => {
+  throw refused.soldOut();
+};
+const apps: Record<Phase, { fetch: (request: Request) => Response | Promise<Response> }> = {
+  "claim-win": app,
+  "claim-lose": app,
+  order: app,
+  "claim-lose-stub": appOver(instrumentStore(refusingStore, metrics)),
+  hello: new Hono().post("/api/coupons/:userId", (c) => c.json({ code: "SOLD_OUT" }, 409)),
+};
 
 try {
   const now = Date.now();
@@ -105,17 +128,24 @@ try {
   };
   const claim = (i: number, couponId: number) => post(i, `/api/coupons/${users[i]}`, { couponId });
   const request = (i: number, phase: Phase): Request =>
-    phase === "order"
-      ? post(i, "/api/orders", { userId: users[i], items: [{ productId: product.id, quantity: 1 }] })
-      : claim(i, phase === "claim-win" ? plenty.id : soldOut.id);
+    phase === "claim-lose-stub" || phase === "hello"
+      ? claim(i, soldOut.id)
+      : phase === "order"
+        ? post(i, "/api/orders", { userId: users[i], items: [{ productId: product.id, quantity: 1 }] })
+        : claim(i, phase === "claim-win" ? plenty.id : soldOut.id);
 
   /** Sends `count` requests with IN_FLIGHT in flight; every status must be `expected`. */
-  async function drive(count: number, make: (i: number) => Request, expected: number): Promise<void> {
+  async function drive(
+    count: number,
+    make: (i: number) => Request,
+    expected: number,
+    target: (typeof apps)[Phase] = app,
+  ): Promise<void> {
     let next = 0;
     const lane = async () => {
       while (next < count) {
         const i = next++;
-        const response = await app.fetch(make(i));
+        const response = await target.fetch(make(i));
         await response.arrayBuffer();
         if (response.status !== expected) throw new Error(`request ${i}: ${response.status}, expected ${expected}`);
       }
@@ -140,16 +170,24 @@ try {
   console.log(`flashcart in-process, SQLite ${durability}, ${requests} requests per phase, ${IN_FLIGHT} in flight`);
   console.log("| phase | CPU µs/request | requests/s (wall) |");
   console.log("|---|---:|---:|");
-  const expected: Record<Phase, number> = { "claim-win": 201, "claim-lose": 409, order: 201 };
+  const expected: Record<Phase, number> = {
+    "claim-win": 201,
+    "claim-lose": 409,
+    order: 201,
+    "claim-lose-stub": 409,
+    hello: 409,
+  };
   const windows: string[] = [];
   for (const phase of phases) {
     if (only !== undefined && phase !== only) continue;
     // claim-win needs a fresh drop: the warm-up used the users' one claim on `plenty`.
     const target = phase === "claim-win" ? await coupon(requests) : null;
     const make = target === null ? (i: number) => request(i, phase) : (i: number) => claim(i, target.id);
+    // The floors' own warm-up (the JIT), unmeasured.
+    if (apps[phase] !== app) await drive(requests, make, expected[phase], apps[phase]);
     const cpu = process.cpuUsage();
     const started = performance.now();
-    await drive(requests, make, expected[phase]);
+    await drive(requests, make, expected[phase], apps[phase]);
     const ended = performance.now();
     const used = process.cpuUsage(cpu);
     const cpuUs = (used.user + used.system) / requests;

@@ -1,7 +1,6 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
-import { secureHeaders } from "hono/secure-headers";
 import type { Store as RateLimitStore } from "hono-rate-limiter";
 import { DomainError, Unavailable } from "./domain/errors.ts";
 import { type AppEnv, authenticate, perCallerLimit } from "./http/auth.ts";
@@ -15,6 +14,7 @@ import { ordersRoutes } from "./http/orders.ts";
 import { problemOf, problemResponse } from "./http/problem.ts";
 import { productsRoutes } from "./http/products.ts";
 import type { AppDeps, RouteDeps } from "./http/router.ts";
+import { securityHeaders } from "./http/security-headers.ts";
 import { usersRoutes } from "./http/users.ts";
 
 export type { AppDeps } from "./http/router.ts";
@@ -38,7 +38,7 @@ export function createApp(deps: AppDeps & { rateLimitStore?: () => RateLimitStor
   };
 
   app.use(observe(deps.metrics, logger, deps.logSample));
-  app.use(secureHeaders());
+  app.use(securityHeaders);
   app.use("/api/*", authenticate(deps.verifier));
   app.use(
     "/api/*",

@@ -39,6 +39,19 @@ describeOnEveryBackend(({ backend, server }) => {
       expect(reply.headers.get("x-frame-options")).toBe("SAMEORIGIN");
     });
 
+    test("API answers, errors included, carry the JSON API's security headers and not the documents' ones", async () => {
+      const answers = [await server.anonymous.get("/api/products"), await server.anonymous.post("/api/nope", {})];
+      for (const reply of answers) {
+        expect(reply.headers.get("x-content-type-options")).toBe("nosniff");
+        expect(reply.headers.get("x-frame-options")).toBe("DENY");
+        expect(reply.headers.get("content-security-policy")).toBe("default-src 'none'; frame-ancestors 'none'");
+        expect(reply.headers.get("strict-transport-security")).toBe("max-age=15552000; includeSubDomains");
+        expect(reply.headers.get("cross-origin-resource-policy")).toBe("same-origin");
+        expect(reply.headers.get("x-xss-protection")).toBeNull();
+        expect(reply.headers.get("x-download-options")).toBeNull();
+      }
+    });
+
     test("an unknown route is a 404 NOT_FOUND problem", async () => {
       expectProblem(await server.anonymous.get("/nope"), 404, "NOT_FOUND");
       expectProblem(await server.admin.post("/api/nope", {}), 404, "NOT_FOUND");
