@@ -42,6 +42,12 @@ function ofPostgres(r: ScenarioResult): string {
   return `${pct(r.rps / r.postgres.tps)} of ${Math.round(r.postgres.tps)} tps`;
 }
 
+/** A bare hello-world's latency under 100 connections pausing `thinkMs` (±50 %) between requests. */
+export interface PaceFloor {
+  thinkMs: number;
+  latencyMs: { p50: number; p95: number; p99: number };
+}
+
 export interface BenchRun {
   startedAt: string;
   tool: string;
@@ -53,6 +59,8 @@ export interface BenchRun {
   command: string;
   users: number;
   ceilingRps: number;
+  /** The hello-world's latency at each paced scenario's think time (absent in older runs). */
+  paceFloors?: PaceFloor[];
   /** What each class present in the results meant when they were measured. */
   durability: Partial<Record<Durability, DurabilitySettings>>;
   results: ScenarioResult[];
@@ -119,6 +127,10 @@ export function renderMarkdown(run: BenchRun): string {
     `Load generator and server share the machine. wrk is closed-loop: each connection waits for its response (and think time) before sending again.`,
     "",
     `Ceiling (bare Bun.serve hello-world, same tool and connections): **${Math.round(run.ceilingRps)} req/s**.`,
+    ...(run.paceFloors ?? []).map(
+      (floor) =>
+        `Latency floor at ${floor.thinkMs} ms think time (the same hello-world at a paced scenario's rate): p50 ${ms(floor.latencyMs.p50)} ms, p95 ${ms(floor.latencyMs.p95)} ms, p99 ${ms(floor.latencyMs.p99)} ms.`,
+    ),
     "",
     "Figures are grouped by durability class (src/durability.ts); compare them within a class.",
     "\"of PostgreSQL\" (PostgreSQL variants, coupon and order runs): requests/s over pgbench's tps for the same claim's or order's statements on the same database, clients = pool connections (load/pgbench.ts).",

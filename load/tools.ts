@@ -40,7 +40,9 @@ async function runWrk(phase: Phase & { tokensFile: string; products: number }): 
     script,
     `${phase.url}/`,
   ];
-  if (phase.kind !== "hello") {
+  if (phase.kind === "hello") {
+    if (phase.thinkMs > 0) args.push("--", String(phase.thinkMs));
+  } else {
     args.push(
       "--",
       phase.kind,

@@ -122,6 +122,20 @@ test("the Markdown report gives the command, the tool, ratios to the ceiling and
   expect(md).toContain("Breakpoint (pg-redis, durable): at 3200 connections (p95 620 ms, failures 1.00 %).");
 });
 
+test("the Markdown report gives the hello-world's latency at each paced scenario's think time, when measured", () => {
+  const paced = renderMarkdown({
+    ...run,
+    paceFloors: [
+      { thinkMs: 200, latencyMs: { p50: 0.07, p95: 0.2, p99: 0.31 } },
+      { thinkMs: 950, latencyMs: { p50: 0.09, p95: 0.25, p99: 0.4 } },
+    ],
+  });
+  expect(paced).toContain("Latency floor at 200 ms think time");
+  expect(paced).toContain("p50 0.07 ms, p95 0.20 ms, p99 0.31 ms.");
+  expect(paced).toContain("Latency floor at 950 ms think time");
+  expect(renderMarkdown(run)).not.toContain("Latency floor");
+});
+
 test("the Markdown report groups rows by durability class, names each class's settings and promise", () => {
   const md = renderMarkdown(run);
   expect(md).toContain("compare them within a class");

@@ -1,4 +1,15 @@
 -- The machine's ceiling: the same JSON summary as flashcart.lua, for a bare hello-world server.
+--   wrk ... -s load/wrk/hello.lua http://127.0.0.1:PORT/ [-- <think ms>]
+-- <think ms>: as in flashcart.lua; with it, the latency floor at a paced scenario's rate.
+function init(args)
+  think = tonumber(args[1]) or 0
+end
+
+function delay()
+  if think == 0 then return 0 end
+  return math.floor(think * (0.5 + math.random()))
+end
+
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
