@@ -6,9 +6,9 @@ import { secureHeaders } from "hono/secure-headers";
  * never rendered as a document in a frame or sniffed as another type, only over HTTPS once seen over
  * it, and not readable by another site's no-cors request. Hono's default set adds six headers that
  * only act on HTML documents (X-XSS-Protection, X-Download-Options, X-DNS-Prefetch-Control,
- * X-Permitted-Cross-Domain-Policies, Origin-Agent-Cluster, Cross-Origin-Opener-Policy) and on every
- * JSON answer they were pure cost: Bun sets response headers one native call at a time, and the
- * default set was ≈ 5 µs of a 38 µs losing claim (load/PERFORMANCE.md).
+ * X-Permitted-Cross-Domain-Policies, Origin-Agent-Cluster, Cross-Origin-Opener-Policy); on a JSON
+ * answer they only cost (Bun sets response headers one native call at a time: ≈ 0.4 µs a request
+ * fewer in a micro-benchmark, below what load/profile.ts can resolve; see load/PERFORMANCE.md).
  */
 const apiHeaders = secureHeaders({
   contentSecurityPolicy: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] },
