@@ -6,6 +6,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import postgres from "postgres";
+import { eventTypes } from "../src/domain/events.ts";
 import { pgMigrations } from "../src/store/migrations.generated.ts";
 import { openPg } from "../src/store/pg/database.ts";
 import { PgOutbox } from "../src/store/pg/outbox.ts";
@@ -150,6 +151,19 @@ if (TEST_DATABASE_URL === "") {
       ]);
       await sequenced(sql);
       expect(await settled()).toBeGreaterThan((held?.seq as number) + 20);
+    });
+
+    test("an event's type is one of the domain's, checked by the event_type domain", async () => {
+      const { connect } = await freshSchema();
+      const sql = connect();
+      const insert = (type: string) =>
+        sql`INSERT INTO event_records (type, occurred_at, data) VALUES (${type}, 0, '{}')`.then(
+          () => "ok",
+          (error) => error.code,
+        );
+      expect(await Promise.all(eventTypes.map(insert))).toEqual(eventTypes.map(() => "ok"));
+      expect(await insert("coupon.returned")).toBe("23514");
+      expect(await insert("")).toBe("23514");
     });
 
     test("0010 keeps an outbox's ids, gives the next ones to the events still without one, and the feed reads on", async () => {

@@ -10,7 +10,8 @@
 -- times a second while it delivers.
 --
 -- Now:
--- - event_records: the events as their writes insert them (0007's events without `id`): one index.
+-- - event_records: the events as their writes insert them (0007's events without `id`): one index,
+--   and the type checked by a domain (see below).
 -- - event_order: (id, seq), one narrow row per event, inserted by the sequencer; records are never
 --   updated. 597 bytes of WAL per event in all (391 the insert, 206 the id), nothing left for vacuum;
 --   a call giving 200 ids takes 0.7 ms, however many events the table holds.
@@ -26,7 +27,16 @@ ALTER TABLE events RENAME TO event_records;
 --> statement-breakpoint
 ALTER TABLE event_records RENAME CONSTRAINT events_pkey TO event_records_pkey;
 --> statement-breakpoint
-ALTER TABLE event_records RENAME CONSTRAINT events_type TO event_records_type;
+-- The type's check, as a domain: PostgreSQL rebuilds a table's CHECK expressions from their stored text
+-- for every statement that inserts (each call of a function, each execution of a prepared insert),
+-- while a domain's check is prepared once per connection. Measured in a PL/pgSQL loop of inserts: the
+-- table's five-value CHECK cost 3.5-4 µs of the insert's 8.5-9, the domain 0.2.
+CREATE DOMAIN event_type AS text
+  CONSTRAINT event_type_known CHECK (VALUE IN ('coupon.claimed', 'coupon.sold_out', 'order.paid', 'order.cancelled', 'points.charged'));
+--> statement-breakpoint
+ALTER TABLE event_records DROP CONSTRAINT events_type;
+--> statement-breakpoint
+ALTER TABLE event_records ALTER COLUMN type TYPE event_type;
 --> statement-breakpoint
 CREATE TABLE event_order (
   id bigint PRIMARY KEY NOT NULL,
