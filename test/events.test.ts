@@ -188,7 +188,7 @@ describe.each(backends.filter((backend) => backend === "pg-atomic"))("PostgreSQL
       const slow = await sql.reserve();
       await slow`BEGIN`;
       await slow.unsafe(`SET LOCAL search_path = "${schema}"`);
-      await slow`INSERT INTO events (type, occurred_at, data) VALUES ('points.charged', 1, '{"userId":0,"balance":0}')`;
+      await slow`INSERT INTO event_records (type, occurred_at, data) VALUES ('points.charged', 1, '{"userId":0,"balance":0}')`;
       await server.admin.charge(buyer.id, 10);
       const seen = (await server.admin.get("/api/events")).body.items as Envelope[];
       expect(seen.map((event) => event.type)).toEqual(["points.charged"]);

@@ -11,6 +11,7 @@ import pg6 from "../../drizzle/pg/0006_database_identity.sql" with { type: "text
 import pg7 from "../../drizzle/pg/0007_events.sql" with { type: "text" };
 import pg8 from "../../drizzle/pg/0008_events_written_by_their_writes.sql" with { type: "text" };
 import pg9 from "../../drizzle/pg/0009_sharded_sold_out_without_the_drop_lock.sql" with { type: "text" };
+import pg10 from "../../drizzle/pg/0010_events_ordered_apart.sql" with { type: "text" };
 import sqlite0 from "../../drizzle/sqlite/0000_init.sql" with { type: "text" };
 import sqlite1 from "../../drizzle/sqlite/0001_drop_order_items_product_index.sql" with { type: "text" };
 import sqlite2 from "../../drizzle/sqlite/0002_users_balance_cap.sql" with { type: "text" };
@@ -40,4 +41,5 @@ export const pgMigrations: EmbeddedMigration[] = [
   { tag: "0007_events", when: 1795621284307, breakpoints: true, sql: pg7 },
   { tag: "0008_events_written_by_their_writes", when: 1795621284822, breakpoints: true, sql: pg8 },
   { tag: "0009_sharded_sold_out_without_the_drop_lock", when: 1795624252108, breakpoints: true, sql: pg9 },
+  { tag: "0010_events_ordered_apart", when: 1795628762560, breakpoints: true, sql: pg10 },
 ];

@@ -1,15 +1,19 @@
 /**
  * The outbox on PostgreSQL. Events are written by the writes themselves (the take_coupon functions,
- * place_order, the transactions of writes.ts) without a public id; before anything reads them, the
- * sequencer gives ids to the committed ones (sequence_events(), drizzle/pg/0008: see there and
- * schema.ts for why the insert's own sequence cannot be the id). Reads then see ids in commit order.
+ * place_order, the transactions of writes.ts) into event_records, without a public id; before
+ * anything reads them, the sequencer gives ids to the committed ones as rows of event_order
+ * (sequence_events(), drizzle/pg/0010: see there and schema.ts for why the insert's own sequence
+ * cannot be the id). Reads join the two, in id order: commit order.
+ *
+ * Every read by id is bounded above by the last id given (event_ids.last_id) as well as below: with
+ * both bounds PostgreSQL plans an index range scan even on tables without statistics.
  */
-import { and, asc, gt, isNotNull, lt, lte, sql } from "drizzle-orm";
+import { sql } from "drizzle-orm";
 import type postgres from "postgres";
 import { EventTally, type StoredEvent } from "../../domain/events.ts";
 import type { Outbox, RelayLock } from "../port.ts";
 import type { PgDb } from "./database.ts";
-import { eventSinks, events } from "./schema.ts";
+import { eventSinks } from "./schema.ts";
 
 /** Ids given per sequencer call at most (a backlog is sequenced over several calls). */
 const SEQUENCE_CHUNK = 10_000;
@@ -29,24 +33,11 @@ export class PgOutbox implements Outbox {
     private readonly db: PgDb,
     readonly recording: boolean,
   ) {
-    const p = sql.placeholder;
     this.q = {
-      after: db
-        .select({
-          id: sql<number>`${events.id}`.mapWith(Number),
-          type: events.type,
-          occurredAt: events.occurredAt,
-          data: events.data,
-        })
-        .from(events)
-        .where(gt(events.id, p("after")))
-        .orderBy(asc(events.id))
-        .limit(p("limit"))
-        .prepare("events_after"),
       delivered: db
         .select({ id: eventSinks.deliveredId })
         .from(eventSinks)
-        .where(sql`${eventSinks.sink} = ${p("sink")}`)
+        .where(sql`${eventSinks.sink} = ${sql.placeholder("sink")}`)
         .prepare("event_sink_cursor"),
     };
     this.relayLock = new AdvisoryLock(db.$client);
@@ -69,7 +60,11 @@ export class PgOutbox implements Outbox {
    */
   async eventsAfter(after: number, limit: number): Promise<StoredEvent[]> {
     await this.sequence();
-    return this.q.after.execute({ after, limit });
+    return await this.db.$client<StoredEvent[]>`
+      SELECT o.id::float8 AS id, r.type, r.occurred_at::float8 AS "occurredAt", r.data
+      FROM event_order o JOIN event_records r ON r.seq = o.seq
+      WHERE o.id > ${after}::bigint AND o.id <= (SELECT last_id FROM event_ids WHERE id = 1)
+      ORDER BY o.id LIMIT ${limit}::int`;
   }
 
   async deliveredTo(sink: string): Promise<number> {
@@ -90,10 +85,13 @@ export class PgOutbox implements Outbox {
   /** Events not sequenced yet are undelivered too. */
   async oldestUndelivered(sink: string): Promise<number | null> {
     const after = await this.deliveredTo(sink);
-    const [row] = await this.db.$client<{ at: string | null }[]>`
-      SELECT least((SELECT occurred_at FROM events WHERE id > ${after} ORDER BY id LIMIT 1),
-                   (SELECT min(occurred_at) FROM events WHERE id IS NULL)) AS at`;
-    return row?.at == null ? null : Number(row.at);
+    const [row] = await this.db.$client<{ at: number | null }[]>`
+      SELECT least(
+        (SELECT r.occurred_at FROM event_order o JOIN event_records r ON r.seq = o.seq
+         WHERE o.id > ${after}::bigint AND o.id <= (SELECT last_id FROM event_ids WHERE id = 1)
+         ORDER BY o.id LIMIT 1),
+        oldest_unsequenced_event())::float8 AS at`;
+    return row?.at ?? null;
   }
 
   async purgeEvents(before: number, sinks: readonly string[]): Promise<number> {
@@ -101,23 +99,23 @@ export class PgOutbox implements Outbox {
     for (const sink of sinks) upTo = Math.min(upTo, await this.deliveredTo(sink));
     let removed = 0;
     for (;;) {
-      const chunk = this.db
-        .select({ seq: events.seq })
-        .from(events)
-        // The newest event stays, as on SQLite (where the next id depends on it).
-        .where(
-          and(
-            isNotNull(events.id),
-            lte(events.id, upTo),
-            lt(events.id, sql`(SELECT max(id) FROM events)`),
-            lt(events.occurredAt, before),
-          ),
-        )
-        .orderBy(asc(events.id))
-        .limit(PURGE_CHUNK);
-      const deleted = await this.db.delete(events).where(sql`${events.seq} IN ${chunk}`).returning({ seq: events.seq });
-      removed += deleted.length;
-      if (deleted.length < PURGE_CHUNK) return removed;
+      // A record and its id go together, in one statement: a record left without its event_order row
+      // would be given a second id.
+      const [row] = await this.db.$client<{ removed: number }[]>`
+        WITH doomed AS (
+          SELECT o.id, o.seq FROM event_order o JOIN event_records r ON r.seq = o.seq
+          WHERE o.id <= ${upTo}::bigint
+            -- The newest event stays, as on SQLite (where the next id depends on it).
+            AND o.id < (SELECT max(id) FROM event_order)
+            AND r.occurred_at < ${before}::bigint
+          ORDER BY o.id LIMIT ${PURGE_CHUNK}::int
+        ),
+        unordered AS (DELETE FROM event_order WHERE id IN (SELECT id FROM doomed) RETURNING seq),
+        gone AS (DELETE FROM event_records WHERE seq IN (SELECT seq FROM unordered) RETURNING 1)
+        SELECT count(*)::int AS removed FROM gone`;
+      const chunk = row?.removed ?? 0;
+      removed += chunk;
+      if (chunk < PURGE_CHUNK) return removed;
     }
   }
 }

@@ -4,8 +4,19 @@
  * as JavaScript numbers: every cap keeps them far below 2^53.
  */
 import { sql } from "drizzle-orm";
-import { bigint, check, index, integer, pgTable, primaryKey, text, uniqueIndex } from "drizzle-orm/pg-core";
-import { eventTypes } from "../../domain/events.ts";
+import {
+  bigint,
+  check,
+  customType,
+  index,
+  integer,
+  pgTable,
+  pgView,
+  primaryKey,
+  text,
+  uniqueIndex,
+} from "drizzle-orm/pg-core";
+import type { EventType } from "../../domain/events.ts";
 
 const money = (name: string) => bigint(name, { mode: "number" });
 const millis = (name: string) => bigint(name, { mode: "number" });
@@ -179,35 +190,71 @@ export const idempotencyKeys = pgTable(
 );
 
 /**
- * The outbox (domain/events.ts). A write inserts its events with `seq` from a sequence and no `id`:
- * sequence values are handed out as transactions insert, not as they commit (the one holding seq 5
- * can commit after the one holding 6), so a reader paging by `seq` could pass 5 before it commits and
- * never see it. The public `id` is given later by the sequencer (sequence_events(), drizzle/pg/0008),
- * one at a time, to committed rows in seq order: once an id can be read, every smaller one can too.
- * The feed and the relay read only rows that have an id.
+ * An event's type: text, one of eventTypes, checked by the domain `event_type` (drizzle/pg/0010: a
+ * domain's check is prepared once per connection, a table's CHECK again for every inserting statement).
  */
-export const events = pgTable(
-  "events",
+const eventType = customType<{ data: EventType }>({ dataType: () => "event_type" });
+
+/**
+ * The outbox (domain/events.ts), in two tables and a view (drizzle/pg/0010).
+ *
+ * A write inserts its events into `event_records` with a `seq` and no public id: sequence values are
+ * handed out as transactions insert, not as they commit (the one holding seq 5 can commit after the
+ * one holding 6), so a reader paging by `seq` could pass 5 before it commits and never see it. The
+ * public id is given later by the sequencer (sequence_events()), one at a time, to committed records
+ * in seq order, as a row of `event_order`: once an id can be read, every smaller one can too. The
+ * records are never updated: the id lives in its own narrow row, so giving it costs an insert of
+ * two numbers, not a second copy of the record (see 0010 for what that measured).
+ *
+ * `seq`'s default takes the writing transaction's id before the sequence's next value (the
+ * sequencer relies on it, see 0010); writes never give `seq` themselves.
+ */
+export const eventRecords = pgTable("event_records", {
+  seq: bigint("seq", { mode: "number" })
+    .primaryKey()
+    .default(sql`CASE WHEN pg_current_xact_id() IS NOT NULL THEN nextval('event_seqs'::regclass) END`),
+  type: eventType("type").notNull(),
+  occurredAt: millis("occurred_at").notNull(),
+  data: text("data").notNull(),
+});
+
+/** Each sequenced record's public id: the feed pages by `id`, the sequencer finds records without one by `seq`. */
+export const eventOrder = pgTable(
+  "event_order",
   {
-    seq: bigint("seq", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
-    id: bigint("id", { mode: "number" }),
-    type: text("type", { enum: eventTypes }).notNull(),
-    occurredAt: millis("occurred_at").notNull(),
-    data: text("data").notNull(),
+    id: bigint("id", { mode: "number" }).primaryKey(),
+    seq: bigint("seq", { mode: "number" }).notNull(),
   },
-  (t) => [
-    // The feed pages by id; `id IS NULL` (the rows to sequence) is found through it too.
-    uniqueIndex("events_id_unique").on(t.id),
-    check("events_type", sql`${t.type} IN (${sql.raw(eventTypes.map((type) => `'${type}'`).join(", "))})`),
-  ],
+  (t) => [uniqueIndex("event_order_seq_unique").on(t.seq), check("event_order_id_positive", sql`${t.id} > 0`)],
 );
 
-/** The last public event id given, in one row: ids keep increasing even once retention has deleted every event. */
+/** The events as one relation, as SQLite has them: records not sequenced yet have a null id. For reading. */
+export const events = pgView("events", {
+  seq: bigint("seq", { mode: "number" }).notNull(),
+  id: bigint("id", { mode: "number" }),
+  type: eventType("type").notNull(),
+  occurredAt: millis("occurred_at").notNull(),
+  data: text("data").notNull(),
+}).existing();
+
+const xid8 = customType<{ data: string }>({ dataType: () => "xid8" });
+
+/**
+ * The sequencer's state, in one row. `last_id`: the last public id given (ids keep increasing even
+ * once retention has deleted every event). `settled_seq`: every record with a seq up to it has an id,
+ * or never will exist (its transaction rolled back), so the sequencer looks only above it.
+ * `candidate_seq`, `candidate_xmax`: the last seq handed out when a sequencer call began, and the
+ * transaction id that call was given afterwards: once no transaction below `candidate_xmax` is still
+ * running, `candidate_seq` can be settled.
+ */
 export const eventIds = pgTable(
   "event_ids",
   {
     id: integer("id").primaryKey().default(1),
     lastId: bigint("last_id", { mode: "number" }).notNull().default(0),
+    settledSeq: bigint("settled_seq", { mode: "number" }).notNull().default(0),
+    candidateSeq: bigint("candidate_seq", { mode: "number" }).notNull().default(0),
+    candidateXmax: xid8("candidate_xmax"),
   },
   (t) => [check("event_ids_one_row", sql`${t.id} = 1`)],
 );

@@ -54,7 +54,7 @@ export class PgWrites implements AsyncStorage<TxStorage> {
 
   async recordEvent(event: NewEvent): Promise<void> {
     await this
-      .tx`INSERT INTO events (type, occurred_at, data) VALUES (${event.type}, ${event.occurredAt}, ${event.data})`;
+      .tx`INSERT INTO event_records (type, occurred_at, data) VALUES (${event.type}, ${event.occurredAt}, ${event.data})`;
     this.written.push(event.type);
   }
 
