@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { HEAP_SPACE_GAUGES } from "../../src/observability/metrics.ts";
 import { startServer, type TestServer } from "../support/server.ts";
 
 describe("observability", () => {
@@ -23,6 +24,13 @@ describe("observability", () => {
     }
     // Error responses carry it too.
     expect((await server.anonymous.get("/nope", { "x-request-id": "r1" })).headers.get("x-request-id")).toBe("r1");
+  });
+
+  test("/metrics reports the heap's size but not the heap-space gauges, whose collection walks the whole heap", async () => {
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    expect(text).toMatch(/^nodejs_heap_size_used_bytes \d+/m);
+    expect(text).toMatch(/^process_resident_memory_bytes \d+/m);
+    for (const name of HEAP_SPACE_GAUGES) expect(text).not.toContain(name);
   });
 
   test("/metrics counts requests by route template, claims and orders by outcome, and store operations", async () => {
