@@ -12,10 +12,10 @@
  *   is sent again only when its acknowledgement was not recorded (a failure, a crash): at least once.
  * - The sinks are independent: one that is down holds back only its own cursor (and the retention).
  * - Requests come first. The relay shares the process's one JavaScript thread with the requests, and
- *   a delivery costs a third of an order's CPU (measured here: a signed webhook POST ≈ 40 µs, a
+ *   a delivery costs up to a whole order's CPU (measured here: a signed webhook POST ≈ 100 µs, a
  *   JetStream publish with its acknowledgement ≈ 30 µs, against ≈ 100 µs for a whole order). While
  *   requests are waiting (`busy()`), each sink delivers small batches at a rate that keeps every sink
- *   together within `shareWhenBusy` of the thread (by each sink's `costUs`): about 500 webhook and 650
+ *   together within `shareWhenBusy` of the thread (by each sink's `costUs`): about 200 webhook and 650
  *   JetStream events a second at the default 4 %. Under a stampede that outruns that, delivery falls
  *   behind (the age of the oldest undelivered event in /metrics says by how much) and catches up at
  *   full speed once requests stop waiting. The events are safe in the outbox meanwhile.
