@@ -7,7 +7,7 @@ import { ClaimMemory, type DropDefinition } from "../claim-memory.ts";
 import { must } from "../rows.ts";
 import type { PgDb } from "./database.ts";
 import { RedisCouponGate } from "./redis-gate.ts";
-import { insertHolding, type NewHolding, PgWrites, type Tx } from "./writes.ts";
+import { couponDefinition, insertHolding, type NewHolding, PgWrites, type Tx } from "./writes.ts";
 
 /**
  * The classic ways to hand out a limited supply on PostgreSQL, selectable with COUPON_STRATEGY. All of
@@ -59,14 +59,8 @@ export class ClaimFacts {
   private async definition(couponId: number): Promise<DropDefinition | null> {
     const known = this.remembered.definition(couponId);
     if (known !== undefined) return known;
-    // bigint columns arrive as text from postgres.js: the timestamps are cast here, where it is said.
-    const [row] = await this.client<DropDefinition[]>`
-      SELECT id, name, discount_type AS "discountType", discount_value::float8 AS "discountValue",
-             max_discount::float8 AS "maxDiscount", min_order_amount::float8 AS "minOrderAmount",
-             issue_starts_at::float8 AS "issueStartsAt", issue_ends_at::float8 AS "issueEndsAt",
-             valid_days AS "validDays", total_quantity AS "totalQuantity", created_at::float8 AS "createdAt"
-      FROM coupons WHERE id = ${couponId}`;
-    if (row === undefined) return null;
+    const row = await couponDefinition(this.client, couponId);
+    if (row === null) return null;
     this.remembered.rememberDefinition(couponId, row);
     return row;
   }

@@ -37,6 +37,20 @@ export type { NewHolding };
 export type TxStorage = Omit<WriteStorage, "pricesOf" | "heldCoupon" | "newOrderId" | "commitOrder">;
 
 /** The one-per-user guard: the unique (user_id, coupon_id) index turns a second claim into no row. */
+/**
+ * A drop's definition: every column but the claimed count (the one that changes). bigint columns
+ * arrive as text from postgres.js, so the timestamps and amounts are cast here, where it is said.
+ */
+export async function couponDefinition(sql: postgres.Sql | Tx, couponId: number): Promise<CouponDefinition | null> {
+  const [coupon] = await sql<CouponDefinition[]>`
+    SELECT id, name, discount_type AS "discountType", discount_value::float8 AS "discountValue",
+           max_discount::float8 AS "maxDiscount", min_order_amount::float8 AS "minOrderAmount",
+           issue_starts_at::float8 AS "issueStartsAt", issue_ends_at::float8 AS "issueEndsAt",
+           valid_days AS "validDays", total_quantity AS "totalQuantity", created_at::float8 AS "createdAt"
+    FROM coupons WHERE id = ${couponId}`;
+  return coupon ?? null;
+}
+
 export async function insertHolding(tx: Tx, holding: NewHolding): Promise<number | null> {
   const { userId, couponId, issuedAt, expiresAt } = holding;
   const [held] = await tx<{ id: number }[]>`
@@ -105,14 +119,8 @@ export class PgWrites implements AsyncStorage<TxStorage> {
       WHERE user_id = ${userId} AND key = ${request.key}`;
   }
 
-  async findCoupon(couponId: number): Promise<CouponDefinition | null> {
-    const [coupon] = await this.tx<CouponDefinition[]>`
-      SELECT id, name, discount_type AS "discountType", discount_value::float8 AS "discountValue",
-             max_discount::float8 AS "maxDiscount", min_order_amount::float8 AS "minOrderAmount",
-             issue_starts_at::float8 AS "issueStartsAt", issue_ends_at::float8 AS "issueEndsAt",
-             valid_days AS "validDays", total_quantity AS "totalQuantity", created_at::float8 AS "createdAt"
-      FROM coupons WHERE id = ${couponId}`;
-    return coupon ?? null;
+  findCoupon(couponId: number): Promise<CouponDefinition | null> {
+    return couponDefinition(this.tx, couponId);
   }
 
   /** Nothing known inside the transaction: the guards of takeCoupon decide (see coupon-strategies.ts). */
