@@ -334,7 +334,7 @@ async function runVariant(
     const profile =
       options.cpuProfDir === null
         ? []
-        : ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`, `--cpu-prof-name=${variant}-${durability}.cpuprofile`];
+        : ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`, `--cpu-prof-name=${variant}-${durability}${deployment.events === null ? "" : `-events-${deployment.events}`}.cpuprofile`];
     const service = await spawnListening([process.execPath, ...profile, "src/main.ts", "serve"], {
       cwd: root,
       env: { ...process.env, ...deployment.env },

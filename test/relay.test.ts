@@ -4,10 +4,10 @@
  */
 import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { DiscardPolicy, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import type postgres from "postgres";
 import { NatsSink } from "../src/events/nats.ts";
@@ -292,3 +292,92 @@ async function streamMessagesAt(url: string, name: string): Promise<(string | un
     await connection.close();
   }
 }
+
+describe("the NATS sink", () => {
+  const eventsOf = (ids: number[]) =>
+    ids.map((id) => ({ id, type: "points.charged" as const, occurredAt: Date.UTC(2026, 0, 1), data: `{"n":${id}}` }));
+  const neverAborted = new AbortController().signal;
+
+  test("counts only what JetStream acknowledged: a stream that refuses the third stops the batch there, in order", async () => {
+    const stream = privateStream();
+    cleanups.push(() => stream.remove());
+    const connection = await connect({ servers: TEST_NATS_URL });
+    try {
+      const manager = await jetstreamManager(connection);
+      await manager.streams.add({
+        name: stream.stream,
+        subjects: [`${stream.subjectPrefix}.>`],
+        max_msgs: 2,
+        discard: DiscardPolicy.New,
+      });
+    } finally {
+      await connection.close();
+    }
+    const sink = new NatsSink({ url: TEST_NATS_URL, ...stream });
+    cleanups.push(() => sink.close());
+
+    const first = await sink.deliver(eventsOf([1, 2, 3, 4]), neverAborted);
+    expect(first.delivered).toBe(2);
+    expect(String(first.error)).toContain("JetStream refused the message");
+    // The next attempt starts from the first unacknowledged event, on a fresh connection; repeats of
+    // acknowledged ones are dropped by their message id.
+    const again = await sink.deliver(eventsOf([1, 2]), neverAborted);
+    expect(again).toEqual({ delivered: 2, error: null });
+    expect((await stream.messages()).map((m) => [m.msgId, JSON.parse(m.body).id])).toEqual([
+      ["1", 1],
+      ["2", 2],
+    ]);
+  });
+
+  test("a subject no stream holds is not delivered: NATS answers that nothing took it", async () => {
+    const stream = privateStream();
+    cleanups.push(() => stream.remove());
+    const sink = new NatsSink({ url: TEST_NATS_URL, ...stream });
+    cleanups.push(() => sink.close());
+    expect(await sink.deliver(eventsOf([1]), neverAborted)).toEqual({ delivered: 1, error: null });
+    // Another deployment's sink on the same server, whose subjects no stream holds.
+    const stray = new NatsSink({
+      url: TEST_NATS_URL,
+      stream: stream.stream,
+      subjectPrefix: `${stream.subjectPrefix}-stray`,
+    });
+    cleanups.push(() => stray.close());
+    const refused = await stray.deliver(eventsOf([2, 3]), neverAborted);
+    expect(refused.delivered).toBe(0);
+    expect(String(refused.error)).toContain("503");
+  });
+
+  test("stopping the relay gives up on acknowledgements still awaited, at once", async () => {
+    const binary = Bun.which("nats-server") ?? "/usr/sbin/nats-server";
+    const storeDir = mkdtempSync(join(tmpdir(), "flashcart-nats-"));
+    cleanups.push(() => rmSync(storeDir, { recursive: true, force: true }));
+    const port = await freePort();
+    const nats = Bun.spawn([binary, "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir], {
+      stdout: "ignore",
+      stderr: "ignore",
+    });
+    cleanups.push(() => nats.kill("SIGKILL"));
+    await eventually("nats-server listens", () => canConnect(port));
+    const stream = privateStream();
+    const sink = new NatsSink({ url: `nats://127.0.0.1:${port}`, ...stream });
+    cleanups.push(() => sink.close());
+    expect(await sink.deliver(eventsOf([1]), neverAborted)).toEqual({ delivered: 1, error: null });
+
+    // The server stops answering (stopped, not gone: the connection stays open, no acknowledgement comes).
+    nats.kill("SIGSTOP");
+    cleanups.push(() => nats.kill("SIGCONT"));
+    // kill() returns before the process has stopped: its threads may still answer for a moment.
+    await eventually(
+      "nats-server stopped",
+      () => readFileSync(`/proc/${nats.pid}/stat`, "utf8").split(") ")[1]?.[0] === "T",
+    );
+    const stopping = new AbortController();
+    setTimeout(() => stopping.abort(new Error("stop")), 100);
+    const started = performance.now();
+    const delivery = await sink.deliver(eventsOf([2, 3]), stopping.signal);
+    // Well within the acknowledgement timeout (5 s): the stop did it.
+    expect(performance.now() - started).toBeLessThan(2500);
+    expect(delivery.delivered).toBe(0);
+    expect(String(delivery.error)).toContain("stopping");
+  });
+});
