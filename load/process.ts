@@ -13,12 +13,34 @@ export interface ListeningProcess {
   url: string;
   /** What it logged up to and including the "… listening" line: JSON lines parsed, any other line as `text`. */
   logs: LogLine[];
+  /** Its last lines of output since (stdout, and stderr unless inherited), for a diagnosis when it misbehaves. */
+  tail(): string[];
+}
+
+/** Lines of output kept after "listening" (the bench's services log a line per sampled request). */
+const TAIL_LINES = 50;
+
+/** Reads `stream` to its end, keeping its last TAIL_LINES lines in `into` (a full pipe would stall the process). */
+async function keepTail(stream: ReadableStream<Uint8Array>, into: string[], label: string): Promise<void> {
+  const decoder = new TextDecoder();
+  let pending = "";
+  for await (const chunk of stream) {
+    pending += decoder.decode(chunk, { stream: true });
+    const lines = pending.split("\n");
+    pending = lines.pop() as string;
+    for (const line of lines) {
+      into.push(`${label}: ${line}`);
+      if (into.length > TAIL_LINES) into.shift();
+    }
+  }
+  if (pending !== "") into.push(`${label}: ${pending}`);
 }
 
 /**
  * Spawns `cmd` and reads its stdout until a JSON log line whose `msg` ends with "listening" gives a
  * `url`. `env` is passed as is (callers add `process.env` when
- * they want it); stderr is kept for the error message unless `stderr: "inherit"`.
+ * they want it); stderr is kept for the error message unless `stderr: "inherit"`. Once it listens,
+ * its output is drained, and its last lines kept (`tail()`).
  */
 export async function spawnListening(
   cmd: string[],
@@ -54,10 +76,12 @@ export async function spawnListening(
       logs.push(entry);
       if (entry.msg?.endsWith("listening") && entry.url !== undefined) {
         reader.releaseLock();
-        // Keep draining its logs (one line per request at info), or a full pipe would stall the process.
-        void proc.stdout.pipeTo(new WritableStream());
+        // Keep draining its output (one line per request at info), or a full pipe would stall the process.
+        const tail: string[] = [];
+        void keepTail(proc.stdout, tail, "stdout").catch(() => {});
+        if (proc.stderr instanceof ReadableStream) void keepTail(proc.stderr, tail, "stderr").catch(() => {});
         const url = entry.url.replace(/\/$/, "").replace("0.0.0.0", "127.0.0.1");
-        return { proc, url, logs };
+        return { proc, url, logs, tail: () => [...tail] };
       }
     }
   }

@@ -40,6 +40,36 @@ interface Running {
   logs: string[];
   /** A client with no token. */
   anonymous: Client;
+  /** Its last lines of output since it listens. */
+  tail(): string[];
+}
+
+/**
+ * Runs `steps` within `boundMs`, under the test's own timeout; past it, fails with what each server
+ * has said lately and whether it is still running, and which step was under way, instead of a bare
+ * timeout. (A test of this shape timed out once in CI with no clue left.)
+ */
+async function withinBound<T>(
+  boundMs: number,
+  servers: () => readonly Running[],
+  steps: (step: (name: string) => void) => Promise<T>,
+): Promise<T> {
+  let current = "starting";
+  let timer: Timer | undefined;
+  const overdue = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const states = servers().map(
+        (server, i) =>
+          `server ${i} (pid ${server.proc.pid}, ${server.proc.exitCode === null ? "running" : `exited ${server.proc.exitCode}`}):\n  ${server.tail().join("\n  ")}`,
+      );
+      reject(new Error(`still at "${current}" after ${boundMs} ms\n${states.join("\n")}`));
+    }, boundMs);
+  });
+  try {
+    return await Promise.race([steps((name) => (current = name)), overdue]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Runs `bun run token` in `cwd` (default configuration) and returns the token it prints. */
@@ -59,13 +89,13 @@ function secretBeside(dbPath: string): Uint8Array {
 
 /** Starts the server on a random port and waits for its "listening" log line. */
 async function launch(cwd: string, env: Record<string, string> = {}): Promise<Running> {
-  const { proc, url, logs } = await spawnListening(serve, {
+  const { proc, url, logs, tail } = await spawnListening(serve, {
     cwd,
     env: { ...process.env, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", JWT_SECRET: "", ...env },
   });
   cleanups.push(() => proc.kill("SIGKILL"));
   const listening = logs.find((line) => line.msg === "flashcart listening");
-  return { proc, url, listening, logs: logs.map((line) => line.msg as string), anonymous: client(url) };
+  return { proc, url, listening, logs: logs.map((line) => line.msg as string), anonymous: client(url), tail };
 }
 
 describe("bun start", () => {
@@ -280,27 +310,38 @@ describe.each(pgStrategies)("several processes on one PostgreSQL database, %s st
     };
     const auditor = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {}, connection: { search_path: schema } });
     try {
-      const servers = await Promise.all([launch(tempDir(), env), launch(tempDir(), env), launch(tempDir(), env)]);
-      const key = new TextEncoder().encode(secret);
-      const admin = client((servers[0] as Running).url, await tokenFor(key, "admin"));
-      const coupon = await admin.coupon({ totalQuantity: 60 });
-      const users: { id: number; token: string }[] = [];
-      for (let i = 0; i < 200; i++) {
-        const { id } = await admin.user(`u${i}`);
-        users.push({ id, token: await tokenFor(key, id) });
-      }
+      let servers: Running[] = [];
+      await withinBound(
+        45_000,
+        () => servers,
+        async (step) => {
+          step("launching three servers");
+          servers = await Promise.all([launch(tempDir(), env), launch(tempDir(), env), launch(tempDir(), env)]);
+          const key = new TextEncoder().encode(secret);
+          const admin = client((servers[0] as Running).url, await tokenFor(key, "admin"));
+          step("creating the drop and 200 users");
+          const coupon = await admin.coupon({ totalQuantity: 60 });
+          const users: { id: number; token: string }[] = [];
+          for (let i = 0; i < 200; i++) {
+            const { id } = await admin.user(`u${i}`);
+            users.push({ id, token: await tokenFor(key, id) });
+          }
 
-      const replies = await Promise.all(
-        users.flatMap((user) => servers.map((server) => client(server.url, user.token).issue(user.id, coupon.id))),
+          step("600 claims at once");
+          const replies = await Promise.all(
+            users.flatMap((user) => servers.map((server) => client(server.url, user.token).issue(user.id, coupon.id))),
+          );
+
+          const statuses = replies.map((r) => (r.status === 201 ? "201" : `${r.status} ${r.body?.code}`));
+          expect(statuses.filter((s) => s === "201").length).toBe(60);
+          expect(
+            statuses.filter((s) => s !== "201" && s !== "409 COUPON_SOLD_OUT" && s !== "409 COUPON_ALREADY_ISSUED"),
+          ).toEqual([]);
+          step("stopping the servers (SIGTERM)");
+          for (const server of servers) server.proc.kill("SIGTERM");
+          expect(await Promise.all(servers.map((server) => server.proc.exited))).toEqual([0, 0, 0]);
+        },
       );
-
-      const statuses = replies.map((r) => (r.status === 201 ? "201" : `${r.status} ${r.body?.code}`));
-      expect(statuses.filter((s) => s === "201").length).toBe(60);
-      expect(
-        statuses.filter((s) => s !== "201" && s !== "409 COUPON_SOLD_OUT" && s !== "409 COUPON_ALREADY_ISSUED"),
-      ).toEqual([]);
-      for (const server of servers) server.proc.kill("SIGTERM");
-      expect(await Promise.all(servers.map((server) => server.proc.exited))).toEqual([0, 0, 0]);
 
       expect([
         ...(await auditor`SELECT count(*)::int AS migrations FROM ${auditor(schema)}.__drizzle_migrations`),
