@@ -61,13 +61,14 @@ interface Link {
 export class NatsSink implements Sink {
   readonly name = "nats";
   /**
-   * One event's share of the thread, measured under load: 0.6–0.7 % of the thread for ≈ 640 events a
-   * second in a `--cpu-prof` of `bun run bench --events` (orders), the acknowledgements' handling
-   * included; 6–9 µs alone (3 × 3,072 events). The client's own `js.publish` is a request per message
-   * (its own reply timer, two errors built for their stack traces, the request's bookkeeping): 21–24
-   * µs alone, and ≈ 100 µs a message under load in the same profile.
+   * One event's share of the thread while requests wait, acknowledgement included, measured under load
+   * in `--cpu-prof` profiles of `bun run bench --events`: ≈ 10 µs (SQLite orders, ≈ 640 events a
+   * second) and ≈ 16 µs (PostgreSQL claims, ≈ 1,070 a second, every layer 30 % slower than with events
+   * off); the larger, so that the relay's share is a bound. 6–9 µs alone (3 × 3,072 events). The
+   * client's own `js.publish` is a request per message (its own reply timer, two errors built for
+   * their stack traces, the request's bookkeeping): 21–24 µs alone, ≈ 100 µs under load.
    */
-  readonly costUs = 10;
+  readonly costUs = 16;
   private link: Link | null = null;
 
   constructor(private readonly target: NatsTarget) {}

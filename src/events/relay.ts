@@ -12,11 +12,11 @@
  *   is sent again only when its acknowledgement was not recorded (a failure, a crash): at least once.
  * - The sinks are independent: one that is down holds back only its own cursor (and the retention).
  * - Requests come first. The relay shares the process's one JavaScript thread with the requests, and
- *   a delivery costs up to a whole order's CPU (measured here under load: a signed webhook POST ≈ 100
- *   µs, a JetStream publish with its acknowledgement ≈ 10 µs, against ≈ 80 µs for a whole order). While
- *   requests are waiting (`busy()`), each sink delivers small batches at a rate that keeps every sink
- *   together within `shareWhenBusy` of the thread (by each sink's `costUs`): about 100 webhook and
- *   1,000 JetStream events a second at the default 2 %. Under a stampede that outruns that, delivery
+ *   a delivery costs up to a whole order's CPU (measured here under load: a signed webhook POST 80–150
+ *   µs, a JetStream publish with its acknowledgement 10–16 µs, against ≈ 80 µs for a whole order).
+ *   While requests are waiting (`busy()`), each sink delivers small batches at a rate that keeps every
+ *   sink together within `shareWhenBusy` of the thread (by each sink's `costUs`): about 65 webhook and
+ *   600 JetStream events a second at the default 2 %. Under a stampede that outruns that, delivery
  *   falls behind (the age of the oldest undelivered event in /metrics says by how much) and catches up
  *   at full speed once requests stop waiting. The events are safe in the outbox meanwhile. Why 2 %: a
  *   stampede writes events far faster than any share of the thread could deliver them (11,000 orders a

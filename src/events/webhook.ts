@@ -19,11 +19,13 @@ export interface WebhookTarget {
 export class WebhookSink implements Sink {
   readonly name = "webhook";
   /**
-   * Signing (the package's HMAC is JavaScript: ≈ 20 µs of it) and one fetch: 93–100 µs of this
-   * process's CPU per event, measured delivering 3 × 3,000 events to load/webhook-receiver.ts on the
-   * same machine (it was estimated at 40, and the sink took more than twice its share while busy).
+   * One event's share of the thread while requests wait: signing (the package's HMAC is JavaScript:
+   * ≈ 20 µs of it) and one fetch. 93–100 µs of this process's CPU alone (3 × 3,000 events to
+   * load/webhook-receiver.ts); under load, in `--cpu-prof` profiles of `bun run bench --events`, 80 µs
+   * (SQLite orders) and 150 µs (PostgreSQL claims, where every layer ran 30 % slower than with events
+   * off). The larger, so that the relay's share is a bound (see relay.ts).
    */
-  readonly costUs = 100;
+  readonly costUs = 150;
   private readonly signer: Webhook;
 
   constructor(private readonly target: WebhookTarget) {
