@@ -14,6 +14,7 @@
  *   bun run bench --scenarios coupon,order --duration 20 --connections 200
  *   bun run bench --durability both   each variant durable, then relaxed
  *   bun run bench --events        each variant with the outbox and both sinks off, then on (the ratio)
+ *   bun run bench --events --rounds 3   off and on alternated three times: a ratio per round and their median
  */
 import { Database } from "bun:sqlite";
 import { randomBytes } from "node:crypto";
@@ -82,6 +83,11 @@ interface Options {
   /** Each variant twice: EVENTS=off, then EVENTS=on with a webhook receiver and NATS JetStream. */
   events: boolean;
   natsUrl: string;
+  /**
+   * Each variant and class runs this many times in turn (with --events: off, on, off, on, …): two runs
+   * here differ by up to ±0.08 in a ratio, so one pair of phases cannot tell a few per cent apart.
+   */
+  rounds: number;
 }
 
 /** With --events: how a variant's service runs the outbox. */
@@ -109,12 +115,13 @@ function parseOptions(argv: string[]): Options {
       "cpu-prof": { type: "string" },
       events: { type: "boolean", default: false },
       "nats-url": { type: "string", default: process.env.NATS_URL ?? "nats://127.0.0.1:4222" },
+      rounds: { type: "string", default: "1" },
       help: { type: "boolean", default: false },
     },
   });
   if (values.help) {
     console.log(
-      `usage: bun run bench [--quick] [--variants ${VARIANTS.join(",")}] [--durability ${[...durabilityClasses, "both"].join("|")}] [--duration SECONDS] [--connections N] [--users N] [--scenarios ${Object.keys(SCENARIOS).join(",")}] [--tool auto|wrk|k6] [--pg-url postgres://…] [--pg-pool N] [--workers N] [--cpu-prof DIR] [--events [--nats-url nats://…]]`,
+      `usage: bun run bench [--quick] [--variants ${VARIANTS.join(",")}] [--durability ${[...durabilityClasses, "both"].join("|")}] [--duration SECONDS] [--connections N] [--users N] [--scenarios ${Object.keys(SCENARIOS).join(",")}] [--tool auto|wrk|k6] [--pg-url postgres://…] [--pg-pool N] [--workers N] [--cpu-prof DIR] [--events [--nats-url nats://…]] [--rounds N]`,
     );
     process.exit(0);
   }
@@ -155,6 +162,7 @@ function parseOptions(argv: string[]): Options {
     cpuProfDir: values["cpu-prof"] === undefined ? null : resolve(values["cpu-prof"]),
     events: values.events ?? false,
     natsUrl: values["nats-url"] as string,
+    rounds: number(values.rounds as string, "rounds", 1, 20),
   };
 }
 
@@ -334,7 +342,11 @@ async function runVariant(
     const profile =
       options.cpuProfDir === null
         ? []
-        : ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`, `--cpu-prof-name=${variant}-${durability}${deployment.events === null ? "" : `-events-${deployment.events}`}.cpuprofile`];
+        : [
+            "--cpu-prof",
+            `--cpu-prof-dir=${options.cpuProfDir}`,
+            `--cpu-prof-name=${variant}-${durability}${deployment.events === null ? "" : `-events-${deployment.events}`}.cpuprofile`,
+          ];
     const service = await spawnListening([process.execPath, ...profile, "src/main.ts", "serve"], {
       cwd: root,
       env: { ...process.env, ...deployment.env },
@@ -542,8 +554,12 @@ async function main(): Promise<void> {
       // drifts on the machine over a run touches both alike.
       for (const variant of options.variants) {
         for (const durability of options.durability) {
-          for (const withSinks of sinks === null ? [null] : [null, sinks]) {
-            results.push(...(await runVariant(variant, durability, options, driver, secret, ceilingRps, withSinks)));
+          for (let round = 1; round <= options.rounds; round++) {
+            if (options.rounds > 1) console.log(`  round ${round} of ${options.rounds}`);
+            for (const withSinks of sinks === null ? [null] : [null, sinks]) {
+              const measured = await runVariant(variant, durability, options, driver, secret, ceilingRps, withSinks);
+              results.push(...measured.map((r) => (options.rounds > 1 ? { ...r, round } : r)));
+            }
           }
         }
       }

@@ -31,6 +31,8 @@ export interface ScenarioResult {
   postgres?: { tps: number } | { missing: string };
   /** With --events: the outbox and both sinks off, or on. */
   events?: "on" | "off";
+  /** With --rounds N (N > 1): which of the rounds, from 1. */
+  round?: number;
   /** With the outbox on: events written during the phase, delivered by its end, and when all were. */
   relay?: { written: number; deliveredByEnd: { webhook: number; nats: number }; drainMs: number };
 }
@@ -82,8 +84,16 @@ const describeClass = (name: Durability, run: BenchRun) => {
 
 const ms = (n: number) => (n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : Math.round(n).toString());
 const pct = (n: number) => `${(n * 100).toFixed(n < 0.1 ? 2 : 1)} %`;
+/** What sets a phase apart from its variant's others: the outbox off or on, the round. */
+function phaseOf(r: ScenarioResult): string {
+  const parts = [
+    r.events === undefined ? null : `events ${r.events}`,
+    r.round === undefined ? null : `round ${r.round}`,
+  ];
+  return parts.filter((part) => part !== null).join(", ");
+}
 const label = (r: ScenarioResult) =>
-  `${r.variant}${r.events === undefined ? "" : ` events ${r.events}`} ${r.scenario} @${r.connections} · ${r.durability}`;
+  `${r.variant}${phaseOf(r) === "" ? "" : ` ${phaseOf(r)}`} ${r.scenario} @${r.connections} · ${r.durability}`;
 
 /**
  * With --events: each variant's phases with the outbox and both sinks off and on, side by side, the
@@ -101,22 +111,49 @@ function eventsTable(results: ScenarioResult[]): string[] {
     "| durability | variant | scenario | req/s off | req/s on | ratio | p95 ms off / on | events | by the end: webhook / nats | all delivered after |",
     "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
   ];
+  const samePhase = (a: ScenarioResult, b: ScenarioResult) =>
+    a.variant === b.variant &&
+    a.durability === b.durability &&
+    a.scenario === b.scenario &&
+    a.connections === b.connections;
+  /** Ratios by phase (variant, class, scenario, connections), in round order. */
+  const ratios = new Map<string, { first: ScenarioResult; ratios: number[] }>();
   for (const r of on) {
-    const off = results.find(
-      (o) =>
-        o.events === "off" &&
-        o.variant === r.variant &&
-        o.durability === r.durability &&
-        o.scenario === r.scenario &&
-        o.connections === r.connections,
-    );
+    const off = results.find((o) => o.events === "off" && o.round === r.round && samePhase(o, r));
     if (off === undefined || r.relay === undefined) continue;
     const { written, deliveredByEnd, drainMs } = r.relay;
+    const ratio = r.rps / off.rps;
     lines.push(
-      `| ${r.durability} | ${r.variant} | ${r.scenario} | ${Math.round(off.rps)} | ${Math.round(r.rps)} | **${(r.rps / off.rps).toFixed(2)}** | ${ms(off.latencyMs.p95)} / ${ms(r.latencyMs.p95)} | ${written} | ${deliveredByEnd.webhook} / ${deliveredByEnd.nats} | ${(drainMs / 1000).toFixed(1)} s |`,
+      `| ${r.durability} | ${r.variant}${r.round === undefined ? "" : ` (round ${r.round})`} | ${r.scenario} | ${Math.round(off.rps)} | ${Math.round(r.rps)} | **${ratio.toFixed(2)}** | ${ms(off.latencyMs.p95)} / ${ms(r.latencyMs.p95)} | ${written} | ${deliveredByEnd.webhook} / ${deliveredByEnd.nats} | ${(drainMs / 1000).toFixed(1)} s |`,
+    );
+    const key = `${r.durability} ${r.variant} ${r.scenario} ${r.connections}`;
+    const entry = ratios.get(key) ?? { first: r, ratios: [] };
+    entry.ratios.push(ratio);
+    ratios.set(key, entry);
+  }
+  const repeated = [...ratios.values()].filter((entry) => entry.ratios.length > 1);
+  if (repeated.length > 0) {
+    lines.push(
+      "",
+      "Over the rounds (off and on alternated, so what drifts on the machine touches both alike):",
+      "",
+      "| durability | variant | scenario | ratio by round | median |",
+      "|---|---|---|---|---:|",
+      ...repeated.map(
+        ({ first, ratios }) =>
+          `| ${first.durability} | ${first.variant} | ${first.scenario} | ${ratios.map((x) => x.toFixed(2)).join(", ")} | **${median(ratios).toFixed(2)}** |`,
+      ),
     );
   }
   return lines;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[middle] as number)
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
 export function renderMarkdown(run: BenchRun): string {
@@ -152,7 +189,7 @@ export function renderMarkdown(run: BenchRun): string {
         .filter(([s]) => Number(s) >= 200 && Number(s) < 300)
         .reduce((sum, [, n]) => sum + n, 0);
       lines.push(
-        `| ${r.durability} | ${r.variant}${r.events === undefined ? "" : ` (events ${r.events})`} | ${r.scenario} | ${r.connections} | ${r.thinkMs ? `${r.thinkMs} ms` : "–"} | ${Math.round(r.rps)} | ${pct(r.ofCeiling)} | ${ofPostgres(r)} | ${ms(r.latencyMs.p50)} | ${ms(r.latencyMs.p95)} | ${ms(r.latencyMs.p99)} | ${ms(r.latencyMs.max)} | ${r.serviceCpuUsPerRequest === undefined ? "–" : r.serviceCpuUsPerRequest.toFixed(1)} | ${ok} | ${r.statuses["409"] ?? 0} | ${pct(r.failureRate)} | ${r.invariants.length === 0 ? "all hold" : `**broken**: ${r.invariants.join("; ")}`} |`,
+        `| ${r.durability} | ${r.variant}${phaseOf(r) === "" ? "" : ` (${phaseOf(r)})`} | ${r.scenario} | ${r.connections} | ${r.thinkMs ? `${r.thinkMs} ms` : "–"} | ${Math.round(r.rps)} | ${pct(r.ofCeiling)} | ${ofPostgres(r)} | ${ms(r.latencyMs.p50)} | ${ms(r.latencyMs.p95)} | ${ms(r.latencyMs.p99)} | ${ms(r.latencyMs.max)} | ${r.serviceCpuUsPerRequest === undefined ? "–" : r.serviceCpuUsPerRequest.toFixed(1)} | ${ok} | ${r.statuses["409"] ?? 0} | ${pct(r.failureRate)} | ${r.invariants.length === 0 ? "all hold" : `**broken**: ${r.invariants.join("; ")}`} |`,
       );
     }
     for (const variant of new Set(results.map((r) => r.variant))) {

@@ -218,3 +218,22 @@ test("with --events the report sets each phase with the outbox on beside the sam
     "| durable | sqlite | order | 10000 | 9400 | **0.94** | 6.25 / 7.50 | 75200 | 40000 / 75200 | 3.3 s |",
   );
 });
+
+test("with --events --rounds the report pairs off and on within each round and gives the median of their ratios", () => {
+  const base = results[0] as ScenarioResult;
+  const relay = { written: 1, deliveredByEnd: { webhook: 1, nats: 1 }, drainMs: 100 };
+  const round = (n: number, off: number, on: number): ScenarioResult[] => [
+    { ...base, scenario: "order", kind: "order", events: "off", rps: off, round: n },
+    { ...base, scenario: "order", kind: "order", events: "on", rps: on, round: n, relay },
+  ];
+  // Paired across rounds (on of round 2 against off of round 1) these would read 1.50, 0.67, …
+  const markdown = renderMarkdown({
+    ...run,
+    results: [...round(1, 10_000, 9_000), ...round(2, 15_000, 15_300), ...round(3, 12_000, 11_400)],
+  });
+  expect(markdown).toContain("| durable | sqlite (events on, round 2) | order | 100 |");
+  expect(markdown).toContain("| durable | sqlite (round 1) | order | 10000 | 9000 | **0.90** |");
+  expect(markdown).toContain("| durable | sqlite (round 2) | order | 15000 | 15300 | **1.02** |");
+  expect(markdown).toContain("| durable | sqlite (round 3) | order | 12000 | 11400 | **0.95** |");
+  expect(markdown).toContain("| durable | sqlite | order | 0.90, 1.02, 0.95 | **0.95** |");
+});
