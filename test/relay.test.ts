@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { DiscardPolicy, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import type postgres from "postgres";
+import { requestsWaiting, type ThreadProbe } from "../src/events/busy.ts";
 import { NatsSink } from "../src/events/nats.ts";
 import { backoff, Relay } from "../src/events/relay.ts";
 import { WebhookSink } from "../src/events/webhook.ts";
@@ -379,5 +380,64 @@ describe("the NATS sink", () => {
     expect(performance.now() - started).toBeLessThan(2500);
     expect(delivery.delivered).toBe(0);
     expect(String(delivery.error)).toContain("stopping");
+  });
+});
+
+describe("whether requests are waiting (the relay's busy)", () => {
+  /** A probe whose clock, CPU and counters the test moves. */
+  function fakeProbe() {
+    const state = { inFlight: 0, received: 0, cpuMs: 0, now: 0 };
+    const probe: ThreadProbe = {
+      inFlight: () => state.inFlight,
+      received: () => state.received,
+      cpuMs: () => state.cpuMs,
+      now: () => state.now,
+    };
+    /** `ms` pass, with `cpuMs` of CPU used and `requests` received meanwhile. */
+    const pass = (ms: number, cpuMs: number, requests: number) => {
+      state.now += ms;
+      state.cpuMs += cpuMs;
+      state.received += requests;
+    };
+    return { state, probe, pass };
+  }
+
+  test("requests in flight: busy, whatever the window says", () => {
+    const { state, probe } = fakeProbe();
+    const busy = requestsWaiting(probe);
+    state.inFlight = 3;
+    expect(busy()).toBe(true);
+  });
+
+  test("none in flight when asked, but the last window answered requests with the CPU saturated: busy", () => {
+    const { probe, pass } = fakeProbe();
+    const busy = requestsWaiting(probe, { windowMs: 100, saturatedShare: 0.8 });
+    pass(100, 95, 2000); // a stampede of claims answered from memory, each within its own turn
+    expect(busy()).toBe(true);
+    pass(50, 48, 1000); // the decision holds until the next window has passed
+    expect(busy()).toBe(true);
+  });
+
+  test("the CPU saturated by the relay alone, no request received: not busy", () => {
+    const { probe, pass } = fakeProbe();
+    const busy = requestsWaiting(probe);
+    pass(100, 99, 0);
+    expect(busy()).toBe(false);
+  });
+
+  test("requests at a moderate rate, the CPU with room to spare: not busy", () => {
+    const { probe, pass } = fakeProbe();
+    const busy = requestsWaiting(probe);
+    pass(100, 45, 200);
+    expect(busy()).toBe(false);
+  });
+
+  test("a stampede that ends: busy for its window, then not", () => {
+    const { probe, pass } = fakeProbe();
+    const busy = requestsWaiting(probe);
+    pass(100, 97, 1500);
+    expect(busy()).toBe(true);
+    pass(100, 20, 0);
+    expect(busy()).toBe(false);
   });
 });

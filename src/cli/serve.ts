@@ -13,6 +13,7 @@ import { type Config, ConfigError, loadConfig } from "../config.ts";
 import { Unavailable } from "../domain/errors.ts";
 import { DAY_MS, limits } from "../domain/limits.ts";
 import { systemClock } from "../domain/time.ts";
+import { processProbe, requestsWaiting } from "../events/busy.ts";
 import { NatsSink } from "../events/nats.ts";
 import { Relay, type Sink } from "../events/relay.ts";
 import { WebhookSink } from "../events/webhook.ts";
@@ -138,12 +139,17 @@ async function serve(config: Config, logger: Logger, worker: number | null): Pro
       : { rateLimitStore: redisRateLimitStores(redis, config.sharedRateLimits.prefix, logger) }),
   });
 
+  /** Requests received, for the relay's view of how busy the thread is (events/busy.ts). */
+  let received = 0;
   const server = Bun.serve({
     port: config.port,
     hostname: config.host,
     // Workers bind the same port; the kernel spreads connections among them.
     reusePort: worker !== null,
-    fetch: app.fetch,
+    fetch: (request, bunServer) => {
+      received++;
+      return app.fetch(request, bunServer);
+    },
     // Bodies over the app's limit are refused by bodyLimit with a problem+json; this is the transport backstop.
     maxRequestBodySize: 1024 * 1024,
   });
@@ -154,7 +160,7 @@ async function serve(config: Config, logger: Logger, worker: number | null): Pro
     durability: config.durability,
   };
   // The relay pushes the outbox to the sinks from here (whichever process holds its lock), yielding to
-  // requests while any are waiting.
+  // requests while any are waiting (events/busy.ts says when they are).
   const relay =
     sinks.length === 0
       ? null
@@ -162,7 +168,7 @@ async function serve(config: Config, logger: Logger, worker: number | null): Pro
           logger,
           observer: metrics === null ? null : relayObserver(metrics),
           now: systemClock.now,
-          busy: () => server.pendingRequests > 0,
+          busy: requestsWaiting(processProbe(server, () => received)),
         });
   relay?.start();
   const retention = keepEvents(store.outbox, config, sinks, logger);
