@@ -41,11 +41,12 @@ export function requestsWaiting(probe: ThreadProbe, options: BusyOptions = {}): 
     if (probe.inFlight() > 0) return true;
     const now = probe.now();
     if (now - started >= windowMs) {
-      const share = (probe.cpuMs() - cpuAtStart) / (now - started);
-      saturated = probe.received() > receivedAtStart && share >= saturatedShare;
+      const cpuMs = probe.cpuMs();
+      const received = probe.received();
+      saturated = received > receivedAtStart && (cpuMs - cpuAtStart) / (now - started) >= saturatedShare;
       started = now;
-      cpuAtStart = probe.cpuMs();
-      receivedAtStart = probe.received();
+      cpuAtStart = cpuMs;
+      receivedAtStart = received;
     }
     return saturated;
   };

@@ -1,9 +1,10 @@
 /**
  * The NATS JetStream sink (the official NATS clients: @nats-io/jetstream manages the stream,
  * @nats-io/transport-node carries the publishes): each event published on `<prefix>.<type>`
- * (flashcart.events.order.paid) to the stream, created when missing to hold `<prefix>.>`. The message id (`Nats-Msg-Id`) is the event id, so JetStream drops a repeat sent within
- * its duplicate window (2 minutes by default): a publish the relay sends again because its
- * acknowledgement was lost is stored once. A publish counts only once JetStream acknowledged it.
+ * (flashcart.events.order.paid) to the stream, created when missing to hold `<prefix>.>`. The message
+ * id (`Nats-Msg-Id`) is the event id, so JetStream drops a repeat sent within its duplicate window (2
+ * minutes by default): a publish the relay sends again because its acknowledgement was lost is stored
+ * once. A publish counts only once JetStream acknowledged it.
  * A batch is published at once, in id order on one connection, and the acknowledgements are awaited
  * together; the relay's cursor moves past the first unacknowledged one only.
  *
@@ -33,7 +34,7 @@ const ACK_TIMEOUT_MS = 5000;
  * The answer is a message on the publish's reply subject: a status header when nothing took the
  * subject (503, no responders), else JSON, `{stream, seq, duplicate?}` or `{error: {code, description}}`.
  */
-export function ackOf(message: Msg): Error | null {
+function ackOf(message: Msg): Error | null {
   if (message.headers?.hasError) {
     return new Error(`JetStream did not take the message: ${message.headers.code} ${message.headers.description}`);
   }
@@ -128,6 +129,7 @@ export class NatsSink implements Sink {
         });
       } catch (error) {
         link.waiting.get(id)?.(error instanceof Error ? error : new Error(String(error)));
+        link.waiting.delete(id);
         break;
       }
     }

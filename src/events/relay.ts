@@ -64,7 +64,7 @@ export interface RelayOptions {
   /** The first pause after a failure; it doubles with each failure in a row, up to maxBackoffMs. */
   backoffMs?: number;
   maxBackoffMs?: number;
-  /** Whether requests are waiting to be served (the HTTP server's pending requests); absent: never. */
+  /** Whether requests are waiting to be served (serve.ts: events/busy.ts's requestsWaiting); absent: never. */
   busy?: () => boolean;
   /** The share of the thread every sink together may take while busy (0.02). */
   shareWhenBusy?: number;
