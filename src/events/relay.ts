@@ -78,6 +78,9 @@ export interface RelayOptions {
  */
 const BUSY_BATCH_MS = 500;
 
+/** While pacing, how often the relay looks again whether requests still wait. */
+const BUSY_CHECK_MS = 100;
+
 /** How often a process that does not hold the relay lock asks for it again. */
 const LOCK_RETRY_MS = 1000;
 
@@ -134,6 +137,19 @@ export class Relay {
     });
   }
 
+  /**
+   * The pause that keeps a sink to its share while requests wait: up to `ms`, cut short as soon as they
+   * no longer do (a batch holds BUSY_BATCH_MS of deliveries, and a moment of saturation at moderate
+   * load must not hold delivery back that long).
+   */
+  private async yieldWhileBusy(ms: number): Promise<void> {
+    const until = performance.now() + ms;
+    while (!this.stopping && performance.now() < until) {
+      await this.pause(Math.min(BUSY_CHECK_MS, until - performance.now()));
+      if (!(this.options.busy?.() ?? false)) return;
+    }
+  }
+
   /** Whether this process holds the relay lock (taking it when it is free); logs the changes. */
   private async holdLock(): Promise<boolean> {
     const holding = await this.outbox.relayLock.acquire();
@@ -177,7 +193,7 @@ export class Relay {
         if (delivered === events.length) {
           if (failures > 0) logger.info("event delivery recovered", { sink: sink.name, failures });
           failures = 0;
-          if (busy) await this.pause((events.length / busyRate) * 1000 - (performance.now() - started));
+          if (busy) await this.yieldWhileBusy((events.length / busyRate) * 1000 - (performance.now() - started));
           continue;
         }
         if (this.stopping) break;
