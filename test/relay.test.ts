@@ -386,8 +386,9 @@ describe("the NATS sink", () => {
 describe("whether requests are waiting (the relay's busy)", () => {
   /** A probe whose clock, CPU and counters the test moves. */
   function fakeProbe() {
-    const state = { received: 0, cpuMs: 0, now: 0 };
+    const state = { inFlight: 0, received: 0, cpuMs: 0, now: 0 };
     const probe: ThreadProbe = {
+      inFlight: () => state.inFlight,
       received: () => state.received,
       cpuMs: () => state.cpuMs,
       now: () => state.now,
@@ -398,14 +399,23 @@ describe("whether requests are waiting (the relay's busy)", () => {
       state.cpuMs += cpuMs;
       state.received += requests;
     };
-    return { probe, pass };
+    return { state, probe, pass };
   }
 
-  test("orders in flight waiting for their commits, the CPU with room: not busy", () => {
-    const { probe, pass } = fakeProbe();
+  test("a few orders in flight waiting for their commits, the CPU with room: not busy", () => {
+    const { state, probe, pass } = fakeProbe();
     const busy = requestsWaiting(probe);
     pass(100, 49, 200); // 2,000 orders a second, each waiting for its batch's fsync with the thread free
+    state.inFlight = 4;
     expect(busy()).toBe(false);
+  });
+
+  test("a queue of requests in flight: busy, whatever the CPU (durable orders block in fsync)", () => {
+    const { state, probe, pass } = fakeProbe();
+    const busy = requestsWaiting(probe, { queued: 32 });
+    pass(100, 76, 1000);
+    state.inFlight = 90;
+    expect(busy()).toBe(true);
   });
 
   test("the last window answered requests with the CPU saturated: busy, even with none in flight when asked", () => {

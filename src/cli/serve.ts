@@ -168,7 +168,7 @@ async function serve(config: Config, logger: Logger, worker: number | null): Pro
           logger,
           observer: metrics === null ? null : relayObserver(metrics),
           now: systemClock.now,
-          busy: requestsWaiting(processProbe(() => received)),
+          busy: requestsWaiting(processProbe(server, () => received)),
         });
   relay?.start();
   const retention = keepEvents(store.outbox, config, sinks, logger);
