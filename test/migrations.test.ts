@@ -41,20 +41,28 @@ test("SQLite: a database migrated by drizzle's migrator opens with nothing appli
   }
 });
 
+/** A new database file as the build before migration `tag` left it: every migration before it applied. */
+function migratedUpTo(tag: string): { dir: string; path: string; client: Database; applied: number } {
+  const applied = sqliteMigrations.findIndex((m) => m.tag === tag);
+  if (applied < 0) throw new Error(`no migration ${tag}`);
+  const dir = mkdtempSync(join(tmpdir(), "flashcart-migrations-"));
+  const path = join(dir, "flashcart.db");
+  const client = new Database(path);
+  client.run("PRAGMA foreign_keys = ON");
+  client.run('CREATE TABLE "__drizzle_migrations" (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at numeric)');
+  for (const migration of sqliteMigrations.slice(0, applied)) {
+    for (const statement of migration.sql.split("--> statement-breakpoint")) client.run(statement);
+    client.run('INSERT INTO "__drizzle_migrations" (hash, created_at) VALUES (?, ?)', ["earlier", migration.when]);
+  }
+  return { dir, path, client, applied };
+}
+
 describe("SQLite: the balance cap's rebuild of users (0002) on a database with data", () => {
   const capMigration = sqliteMigrations.findIndex((m) => m.tag === "0002_users_balance_cap");
 
   /** A database as the build before the cap left it (migrations up to 0001), holding a user with an order. */
   function before(balance: number): { dir: string; path: string } {
-    const dir = mkdtempSync(join(tmpdir(), "flashcart-migrations-"));
-    const path = join(dir, "flashcart.db");
-    const client = new Database(path);
-    client.run("PRAGMA foreign_keys = ON");
-    client.run('CREATE TABLE "__drizzle_migrations" (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at numeric)');
-    for (const migration of sqliteMigrations.slice(0, capMigration)) {
-      for (const statement of migration.sql.split("--> statement-breakpoint")) client.run(statement);
-      client.run('INSERT INTO "__drizzle_migrations" (hash, created_at) VALUES (?, ?)', ["earlier", migration.when]);
-    }
+    const { dir, path, client } = migratedUpTo("0002_users_balance_cap");
     client.run(`INSERT INTO users (id, name, balance, created_at) VALUES (1, 'a', ${balance}, 0), (2, 'b', 7, 0)`);
     client.run("INSERT INTO products (id, name, price, stock, created_at) VALUES (1, 'p', 10, 5, 0)");
     client.run(
@@ -102,6 +110,88 @@ describe("SQLite: the balance cap's rebuild of users (0002) on a database with d
         { id: 1, balance: 200_000_000 },
         { id: 2, balance: 7 },
       ]);
+      db.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("SQLite: the type CHECKs without IN lists (0004) on a database with data", () => {
+  test("keeps every event and history row with its id, ids go on from the largest, and unknown types are still refused", () => {
+    const { dir, path, client } = migratedUpTo("0004_check_without_in_lists");
+    try {
+      client.run("INSERT INTO users (id, name, balance, created_at) VALUES (1, 'a', 90, 0)");
+      client.run("INSERT INTO products (id, name, price, stock, created_at) VALUES (1, 'p', 10, 5, 0)");
+      client.run(
+        "INSERT INTO orders (id, user_id, status, total_amount, discount_amount, paid_amount, created_at) VALUES (1, 1, 'PAID', 10, 0, 10, 0)",
+      );
+      client.run(
+        "INSERT INTO point_history (id, user_id, type, amount, balance_after, order_id, created_at) VALUES (3, 1, 'CHARGE', 100, 100, NULL, 0), (8, 1, 'USE', 10, 90, 1, 1)",
+      );
+      // Retention has deleted events 1–4 and 6–8: the next id must still be 10.
+      client.run(
+        `INSERT INTO events (id, type, occurred_at, data) VALUES (5, 'points.charged', 0, '{"a":1}'), (9, 'order.paid', 1, '{"b":2}')`,
+      );
+      const events = client.query("SELECT * FROM events ORDER BY id").all();
+      const history = client.query("SELECT * FROM point_history ORDER BY id").all();
+      client.close();
+
+      const db = openSqlite({ path, synchronous: "NORMAL", busyTimeoutMs: 5000 }).$client;
+      expect(db.query("SELECT * FROM events ORDER BY id").all()).toEqual(events);
+      expect(db.query("SELECT * FROM point_history ORDER BY id").all()).toEqual(history);
+      expect(
+        db.query("INSERT INTO events (type, occurred_at, data) VALUES ('order.cancelled', 2, '{}') RETURNING id").get(),
+      ).toEqual({ id: 10 });
+      expect(() => db.run("INSERT INTO events (type, occurred_at, data) VALUES ('order.shipped', 2, '{}')")).toThrow(
+        /events_type/,
+      );
+      expect(() =>
+        db.run(
+          "INSERT INTO point_history (user_id, type, amount, balance_after, created_at) VALUES (1, 'GIFT', 1, 91, 2)",
+        ),
+      ).toThrow(/point_history_type/);
+      expect(
+        db.query("SELECT name FROM sqlite_schema WHERE tbl_name = 'point_history' AND type = 'index'").all(),
+      ).toEqual([{ name: "point_history_user_id_idx" }]);
+      for (const table of ["events", "point_history"]) {
+        expect(db.query("SELECT sql FROM sqlite_schema WHERE name = ?").get(table)).toEqual({
+          sql: expect.stringMatching(/\) STRICT$/),
+        });
+      }
+      expect(db.query("SELECT name FROM sqlite_schema WHERE name LIKE '__old_%'").all()).toEqual([]);
+      expect(db.query("PRAGMA foreign_key_check").all()).toEqual([]);
+      db.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("no table's CHECKs build a temporary b-tree on an insert (an IN list of three or more constants does)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "flashcart-migrations-"));
+    try {
+      const db = openSqlite({ path: join(dir, "flashcart.db"), synchronous: "NORMAL", busyTimeoutMs: 5000 }).$client;
+      const tables = db
+        .query(
+          "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '__drizzle%'",
+        )
+        .all() as { name: string }[];
+      expect(tables.map((t) => t.name)).toContain("events");
+      const building: string[] = [];
+      for (const { name } of tables) {
+        const columns = (db.query(`PRAGMA table_info("${name}")`).all() as { name: string }[]).map(
+          (c) => `"${c.name}"`,
+        );
+        const program = db
+          .query(`EXPLAIN INSERT INTO "${name}" (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")})`)
+          .all() as { opcode: string }[];
+        if (program.some((op) => op.opcode === "OpenEphemeral")) building.push(name);
+      }
+      expect(building).toEqual([]);
+      // The check can see one: the same insert into a table whose CHECK has an IN list of three.
+      db.run("CREATE TEMP TABLE in_list (kind text CHECK (kind IN ('a', 'b', 'c')))");
+      const program = db.query("EXPLAIN INSERT INTO in_list (kind) VALUES (?)").all() as { opcode: string }[];
+      expect(program.some((op) => op.opcode === "OpenEphemeral")).toBe(true);
       db.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });

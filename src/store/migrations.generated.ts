@@ -16,6 +16,7 @@ import sqlite0 from "../../drizzle/sqlite/0000_init.sql" with { type: "text" };
 import sqlite1 from "../../drizzle/sqlite/0001_drop_order_items_product_index.sql" with { type: "text" };
 import sqlite2 from "../../drizzle/sqlite/0002_users_balance_cap.sql" with { type: "text" };
 import sqlite3 from "../../drizzle/sqlite/0003_events.sql" with { type: "text" };
+import sqlite4 from "../../drizzle/sqlite/0004_check_without_in_lists.sql" with { type: "text" };
 
 export interface EmbeddedMigration {
   tag: string;
@@ -29,6 +30,7 @@ export const sqliteMigrations: EmbeddedMigration[] = [
   { tag: "0001_drop_order_items_product_index", when: 1795532965085, breakpoints: true, sql: sqlite1 },
   { tag: "0002_users_balance_cap", when: 1795618876730, breakpoints: true, sql: sqlite2 },
   { tag: "0003_events", when: 1795620750639, breakpoints: true, sql: sqlite3 },
+  { tag: "0004_check_without_in_lists", when: 1796671382020, breakpoints: true, sql: sqlite4 },
 ];
 export const pgMigrations: EmbeddedMigration[] = [
   { tag: "0000_init", when: 1795533669705, breakpoints: true, sql: pg0 },

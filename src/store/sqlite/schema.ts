@@ -10,12 +10,32 @@
  *
  * Timestamps are integer epoch milliseconds; money is integer won.
  */
-import { sql } from "drizzle-orm";
-import { check, index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { type SQL, sql } from "drizzle-orm";
+import {
+  check,
+  index,
+  integer,
+  primaryKey,
+  type SQLiteColumn,
+  sqliteTable,
+  text,
+  uniqueIndex,
+} from "drizzle-orm/sqlite-core";
 import { eventTypes } from "../../domain/events.ts";
 
-/** `'coupon.claimed', …`: the event types, for a CHECK. */
-export const eventTypeList = sql.raw(eventTypes.map((type) => `'${type}'`).join(", "));
+/**
+ * A CHECK that `column` holds one of `values`, as comparisons joined by OR. Not `IN (…)`: SQLite
+ * evaluates an IN list of three or more constants by building a temporary b-tree of them, and in a
+ * CHECK it does so on every INSERT and UPDATE of the row (an `OpenEphemeral` in the statement's
+ * program): ≈ 1.5–3.5 µs a row in a scratch benchmark here, beside ≈ 1.6–3 µs for the whole insert of
+ * an event without it. Two values are compared directly either way.
+ */
+function oneOf(column: SQLiteColumn, values: readonly string[]): SQL {
+  return sql.join(
+    values.map((value) => sql`${column} = ${sql.raw(`'${value}'`)}`),
+    sql` OR `,
+  );
+}
 
 export const users = sqliteTable(
   "users",
@@ -165,7 +185,7 @@ export const pointHistory = sqliteTable(
   },
   (t) => [
     index("point_history_user_id_idx").on(t.userId, t.id),
-    check("point_history_type", sql`${t.type} IN ('CHARGE', 'USE', 'REFUND')`),
+    check("point_history_type", oneOf(t.type, ["CHARGE", "USE", "REFUND"])),
     check("point_history_amount_positive", sql`${t.amount} > 0`),
     check("point_history_balance_after_non_negative", sql`${t.balanceAfter} >= 0`),
     check("point_history_order_matches_type", sql`(${t.type} = 'CHARGE') = (${t.orderId} IS NULL)`),
@@ -203,7 +223,7 @@ export const events = sqliteTable(
     occurredAt: integer("occurred_at").notNull(),
     data: text("data").notNull(),
   },
-  (t) => [check("events_type", sql`${t.type} IN (${eventTypeList})`)],
+  (t) => [check("events_type", oneOf(t.type, eventTypes))],
 );
 
 /** For each sink the relay pushes to, the last event it received: retention keeps every event past it. */
