@@ -31,9 +31,13 @@ export interface IdempotentRequest {
 
 /**
  * Either the work was done now, or the same request was done before and its stored response is
- * returned as it was sent (status and exact body).
+ * returned as it was sent (status and exact body). Work done now carries `json`, the value's JSON,
+ * when the write already built it (for its stored response or its event): the answer sends those bytes
+ * rather than building them again.
  */
-export type Idempotent<T> = { replayed: false; value: T } | { replayed: true; statusCode: number; body: string };
+export type Idempotent<T> =
+  | { replayed: false; value: T; json?: string }
+  | { replayed: true; statusCode: number; body: string };
 
 export interface ClaimCoupon {
   userId: number;
@@ -293,7 +297,7 @@ export function* placeOrder(command: PlaceOrder, recordEvents: boolean): Script<
       return replay;
     }
   }
-  return { replayed: false, value: order };
+  return body === "" ? { replayed: false, value: order } : { replayed: false, value: order, json: body };
 }
 
 /**

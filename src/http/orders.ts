@@ -3,7 +3,7 @@ import type { MiddlewareHandler } from "hono";
 import { limits } from "../domain/limits.ts";
 import { type AppEnv, actingFor, requireCaller, seenBy } from "./auth.ts";
 import { authProblems, bodyProblems, problems } from "./problem.ts";
-import { bearerAuth, createRouter, idempotentRequest, type RouteDeps, replay } from "./router.ts";
+import { bearerAuth, createRouter, idempotentRequest, type RouteDeps, replay, sendJson } from "./router.ts";
 import { idempotencyHeaders, idField, idParam, pageOf, pageQuery, timestamp, userIdParams } from "./schemas.ts";
 
 export const orderSchema = z
@@ -136,6 +136,7 @@ export function ordersRoutes({ store, clock, rateLimiters }: RouteDeps) {
       const idempotency = idempotentRequest(c, c.req.valid("header")["idempotency-key"], body, 201);
       const result = await store.placeOrder({ ...body, now: clock.now(), idempotency });
       if (result.replayed) return replay(c, result);
+      if (result.json !== undefined) return sendJson(c, result.json, 201);
       return c.json(result.value, 201);
     })
     .openapi(getOrder, async (c) => c.json(seenBy(c, await store.getOrder(c.req.valid("param").orderId)), 200))
