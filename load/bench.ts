@@ -435,7 +435,9 @@ async function runScenario(
     );
     const cpuBefore = cpuSecondsOf(service.proc.pid);
     const before = events === "on" ? await relayCounts(service.url) : null;
+    const startedUs = epochUs();
     const load = await driver.run({ url: service.url, kind, ...phase, couponId: coupon.measured });
+    const endedUs = epochUs();
     const cpuAfter = cpuSecondsOf(service.proc.pid);
     const atEnd = before === null ? null : await relayCounts(service.url);
     const drainMs = before === null ? null : await drained(service.url, 300_000);
@@ -485,9 +487,16 @@ async function runScenario(
     console.log(
       `${Math.round(result.rps)} req/s (${(result.ofCeiling * 100).toFixed(1)} % of ceiling), p95 ${result.latencyMs.p95.toFixed(2)} ms, p99 ${result.latencyMs.p99.toFixed(2)} ms${result.serviceCpuUsPerRequest === undefined ? "" : `, service CPU ${result.serviceCpuUsPerRequest.toFixed(1)} µs/request`}, failures ${(result.failureRate * 100).toFixed(2)} %${result.relay === undefined ? "" : `; events ${result.relay.written}, delivered by the end: webhook ${result.relay.deliveredByEnd.webhook}, nats ${result.relay.deliveredByEnd.nats}; all delivered ${(result.relay.drainMs / 1000).toFixed(1)} s later`}`,
     );
+    // The phase's span in the service's CPU profile: `bun load/layers.ts PROFILE --from … --to …`.
+    if (options.cpuProfDir !== null) console.log(`    profile window: --from ${startedUs} --to ${endedUs}`);
     if (SCENARIOS[name].phases === "breakpoint" && (result.latencyMs.p95 > 500 || result.failureRate > 0.01)) break;
   }
   return results;
+}
+
+/** Now as the CPU profiles' timestamps count: µs since the epoch. */
+function epochUs(): number {
+  return Math.round((performance.timeOrigin + performance.now()) * 1000);
 }
 
 async function main(): Promise<void> {

@@ -52,6 +52,10 @@ const NATIVE: Record<string, string> = {
   "(garbage collector)": "garbage collection",
 };
 
+/** Any frame of the event relay (src/events/) on the stack charges the sample to it. */
+const RELAY = /\/src\/events\//;
+const RELAY_LAYER = "event relay and sinks";
+
 const IDLE = new Set(["(idle)", "(program)", "(root)"]);
 
 function layerOfUrl(url: string): string | null {
@@ -86,6 +90,18 @@ export function layersOf(
     return layer;
   };
 
+  // The relay's work is its own layer wherever it goes (its outbox reads in the store, a fetch, a
+  // package's HMAC): what events cost beside the requests' own writes.
+  const underRelayOfNode = new Map<number, boolean>();
+  const underRelay = (id: number): boolean => {
+    const known = underRelayOfNode.get(id);
+    if (known !== undefined) return known;
+    const parent = parentOf.get(id);
+    const under = RELAY.test(byId.get(id)?.callFrame.url ?? "") || (parent !== undefined && underRelay(parent));
+    underRelayOfNode.set(id, under);
+    return under;
+  };
+
   const shares = new Map<string, number>();
   let busy = 0;
   let at = profile.startTime;
@@ -95,7 +111,7 @@ export function layersOf(
     const node = byId.get(id);
     const micros = profile.timeDeltas[i + 1] ?? 0;
     if (node === undefined || (IDLE.has(node.callFrame.functionName) && node.callFrame.url === "")) continue;
-    const layer = layerOf(id) ?? "HTTP server and runtime (native)";
+    const layer = underRelay(id) ? RELAY_LAYER : (layerOf(id) ?? "HTTP server and runtime (native)");
     shares.set(layer, (shares.get(layer) ?? 0) + micros);
     busy += micros;
   }
