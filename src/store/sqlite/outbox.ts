@@ -4,9 +4,9 @@
  * write lock while the relay talks to a sink), and the sinks' cursors are moved forward by small
  * units of the group commit.
  *
- * Ids: one writer at a time assigns AUTOINCREMENT ids under the write lock, and a batch commits all
- * of its events at once, so ids increase in commit order and a reader never sees an id before a
- * smaller one.
+ * Ids: one writer at a time assigns them under the write lock (the rowid, the largest plus one: see
+ * schema.ts), and a batch commits all of its events at once, so ids increase in commit order and a
+ * reader never sees an id before a smaller one.
  */
 import { Database } from "bun:sqlite";
 import { EventTally, type StoredEvent } from "../../domain/events.ts";
