@@ -478,3 +478,51 @@ test("while requests wait the relay keeps to its share, and goes on at full spee
   // Not after the 10 s its pace had set: within a few of its 100 ms looks.
   expect((deliveredAt.at(-1) as number) - stopped).toBeLessThan(2_000);
 });
+
+test("the pace while requests wait follows what a sink costs here: one that claims 1 µs an event but burns 2 ms is held to its share", async () => {
+  const server = await started("sqlite");
+  const { admin } = server;
+  const user = await admin.user("a", 0);
+  const charges = (n: number) =>
+    Promise.all(Array.from({ length: n }, () => admin.post(`/api/users/${user.id}/points/charge`, { amount: 1 })));
+  await charges(80);
+  let delivered = 0;
+  const burning: Sink = {
+    name: "webhook",
+    costUs: 1,
+    async deliver(batch) {
+      for (const _ of batch) {
+        const until = performance.now() + 2;
+        while (performance.now() < until) {}
+        delivered++;
+      }
+      return { delivered: batch.length, error: null };
+    },
+    async close() {},
+  };
+  let waiting = false;
+  const relay = new Relay(server.store.outbox, [burning], {
+    logger: silentLogger,
+    observer: null,
+    now: Date.now,
+    pollMs: 10,
+    busy: () => waiting,
+  });
+  relay.start();
+  cleanups.push(() => relay.stop());
+  // Requests not waiting: full speed, and the cost measured (at least 64 events).
+  await eventually("the first writes", () => delivered >= 80);
+  waiting = true;
+  const before = delivered;
+  const busySince = performance.now();
+  await charges(100);
+  await Bun.sleep(1_000);
+  const seconds = (performance.now() - busySince) / 1000;
+  // 2 % of the thread at ≥ 2 ms an event: ≈ 10 a second, in batches of 5 (twice that allowed here).
+  // At the 1 µs it claims, all 100 would go as soon as they are written.
+  expect(delivered - before).toBeGreaterThan(0);
+  expect(delivered - before).toBeLessThanOrEqual(5 + 20 * seconds);
+  expect(delivered - before).toBeLessThan(100);
+  waiting = false;
+  await eventually("the rest", () => delivered >= 180, 5_000);
+});

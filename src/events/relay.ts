@@ -15,8 +15,10 @@
  *   a delivery costs up to a whole order's CPU (measured here under load: a signed webhook POST 80–150
  *   µs, a JetStream publish with its acknowledgement 10–16 µs, against ≈ 80 µs for a whole order).
  *   While requests are waiting (`busy()`), each sink delivers small batches at a rate that keeps every
- *   sink together within `shareWhenBusy` of the thread (by each sink's `costUs`): about 65 webhook and
- *   600 JetStream events a second at the default 2 %. Under a stampede that outruns that, delivery
+ *   sink together within `shareWhenBusy` of the thread, by each sink's cost per event: its `costUs`
+ *   until measured, then the process's CPU over its own deliveries while requests did not wait (about
+ *   65 webhook and 600 JetStream events a second at the default 2 % on the machine `costUs` was
+ *   measured on; fewer on a slower one, where every delivery costs more of the thread). Under a stampede that outruns that, delivery
  *   falls behind (the age of the oldest undelivered event in /metrics says by how much) and catches up
  *   at full speed once requests stop waiting. The events are safe in the outbox meanwhile. Why 2 %: a
  *   stampede writes events far faster than any share of the thread could deliver them (11,000 orders a
@@ -31,7 +33,10 @@ import type { Outbox } from "../store/port.ts";
 export interface Sink {
   /** Its cursor's name in the outbox: "webhook", "nats". */
   readonly name: string;
-  /** About how much of the thread one event's delivery takes, in µs: the pace while requests wait. */
+  /**
+   * About how much of the thread one event's delivery takes, in µs: the pace while requests wait, until
+   * the relay has measured it on this machine (see CostMeter).
+   */
   readonly costUs: number;
   /**
    * Delivers `events` in order and answers how many of them, from the first, were acknowledged,
@@ -81,6 +86,36 @@ const BUSY_BATCH_MS = 500;
 /** While pacing, how often the relay looks again whether requests still wait. */
 const BUSY_CHECK_MS = 100;
 
+/**
+ * A sink's cost per event as this process pays it: the process's CPU time over the sink's deliveries
+ * made while requests did not wait and no other sink was delivering, so that little else ran in them
+ * (what else did only makes the cost larger, and the pace slower, never faster). Counted over at least
+ * MEASURED_EVENTS events at a time, then averaged with the earlier figure. A fixed cost per event
+ * would hold the relay to its share only on a machine as fast as the one it was measured on: on one
+ * five times slower (CPU per request) it took five times its share.
+ */
+class CostMeter {
+  private cpuUs = 0;
+  private events = 0;
+  private measured = false;
+
+  constructor(public costUs: number) {}
+
+  add(cpuUs: number, events: number): void {
+    this.cpuUs += cpuUs;
+    this.events += events;
+    if (this.events < MEASURED_EVENTS) return;
+    const sample = this.cpuUs / this.events;
+    this.costUs = this.measured ? (this.costUs + sample) / 2 : sample;
+    this.measured = true;
+    this.cpuUs = 0;
+    this.events = 0;
+  }
+}
+
+/** Events a sink's measured cost is taken over at a time. */
+const MEASURED_EVENTS = 64;
+
 /** How often a process that does not hold the relay lock asks for it again. */
 const LOCK_RETRY_MS = 1000;
 
@@ -96,6 +131,9 @@ export class Relay {
   private readonly maxBackoffMs: number;
   /** Each sink's share of the thread while busy. */
   private readonly busyShare: number;
+  /** Deliveries in progress, and how many ever started: a delivery alone from start to end is measured. */
+  private delivering = 0;
+  private deliveriesStarted = 0;
 
   constructor(
     private readonly outbox: Outbox,
@@ -160,11 +198,28 @@ export class Relay {
     return holding;
   }
 
+  /** `sink.deliver`, measured into `cost` when requests are not waiting and no other sink delivers. */
+  private async measured(sink: Sink, events: readonly StoredEvent[], busy: boolean, cost: CostMeter) {
+    const alone = this.delivering === 0;
+    const started = this.deliveriesStarted++;
+    this.delivering++;
+    const cpu = process.cpuUsage();
+    try {
+      const delivery = await sink.deliver(events, this.aborted.signal);
+      const stillAlone = this.deliveriesStarted === started + 1;
+      if (alone && stillAlone && !busy && !(this.options.busy?.() ?? false) && delivery.delivered > 0) {
+        const used = process.cpuUsage(cpu);
+        cost.add(used.user + used.system, delivery.delivered);
+      }
+      return delivery;
+    } finally {
+      this.delivering--;
+    }
+  }
+
   private async pump(sink: Sink): Promise<void> {
     const { logger, observer } = this.options;
-    /** Events per second this sink may deliver while requests wait. */
-    const busyRate = (this.busyShare * 1e6) / sink.costUs;
-    const busyBatch = Math.max(1, Math.min(this.batch, Math.round((busyRate * BUSY_BATCH_MS) / 1000)));
+    const cost = new CostMeter(sink.costUs);
     /** The sink's cursor as last read or moved; -1: read it again (after the lock was taken). */
     let cursor = -1;
     let failures = 0;
@@ -178,12 +233,15 @@ export class Relay {
         if (cursor < 0) cursor = await this.outbox.deliveredTo(sink.name);
         const started = performance.now();
         const busy = this.options.busy?.() ?? false;
+        /** Events per second this sink may deliver while requests wait. */
+        const busyRate = (this.busyShare * 1e6) / cost.costUs;
+        const busyBatch = Math.max(1, Math.min(this.batch, Math.round((busyRate * BUSY_BATCH_MS) / 1000)));
         const events = await this.outbox.eventsAfter(cursor, busy ? busyBatch : this.batch);
         if (events.length === 0) {
           await this.pause(this.pollMs);
           continue;
         }
-        const { delivered, error } = await sink.deliver(events, this.aborted.signal);
+        const { delivered, error } = await this.measured(sink, events, busy, cost);
         if (delivered > 0) {
           const done = events.slice(0, delivered);
           cursor = (done[done.length - 1] as StoredEvent).id;

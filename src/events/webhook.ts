@@ -23,7 +23,8 @@ export class WebhookSink implements Sink {
    * ≈ 20 µs of it) and one fetch. 93–100 µs of this process's CPU alone (3 × 3,000 events to
    * load/webhook-receiver.ts); under load, in `--cpu-prof` profiles of `bun run bench --events`, 80 µs
    * (SQLite orders) and 150 µs (PostgreSQL claims, where every layer ran 30 % slower than with events
-   * off). The larger, so that the relay's share is a bound (see relay.ts).
+   * off). The larger, so that the relay's share is a bound (see relay.ts), until the relay has measured
+   * what it costs on the machine it runs on.
    */
   readonly costUs = 150;
   private readonly signer: Webhook;
