@@ -35,8 +35,8 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** A relay over `store`'s outbox, quick to retry (the production pauses are longer). */
-function relayOf(store: Store, sinks: ConstructorParameters<typeof Relay>[1]): Relay {
+/** A relay over `store`'s outbox, quick to retry (the production pauses are longer); `busy`: requests waiting. */
+function relayOf(store: Store, sinks: ConstructorParameters<typeof Relay>[1], busy?: () => boolean): Relay {
   const relay = new Relay(store.outbox, sinks, {
     logger: silentLogger,
     observer: null,
@@ -45,6 +45,7 @@ function relayOf(store: Store, sinks: ConstructorParameters<typeof Relay>[1]): R
     batch: 16,
     backoffMs: 10,
     maxBackoffMs: 100,
+    ...(busy === undefined ? {} : { busy }),
   });
   relay.start();
   cleanups.push(() => relay.stop());
@@ -444,31 +445,28 @@ describe("whether requests are waiting (the relay's busy)", () => {
   });
 });
 
+/** A sink that says each event costs it `costUs`, calls `each` for every event it is handed, and acknowledges them all. */
+function acceptingSink(costUs: number, each: () => void): Sink {
+  return {
+    name: "webhook",
+    costUs,
+    async deliver(batch) {
+      for (const _ of batch) each();
+      return { delivered: batch.length, error: null };
+    },
+    async close() {},
+  };
+}
+
 test("while requests wait the relay keeps to its share, and goes on at full speed as soon as they stop", async () => {
   const server = await started("sqlite");
   await someWrites(server);
   const events = await feedOf(server);
   const deliveredAt: number[] = [];
   // So dear that while busy it may send one event every 10 s (1 % of the thread at 100 ms an event).
-  const dear: Sink = {
-    name: "webhook",
-    costUs: 100_000,
-    async deliver(batch) {
-      for (const _ of batch) deliveredAt.push(performance.now());
-      return { delivered: batch.length, error: null };
-    },
-    async close() {},
-  };
+  const dear = acceptingSink(100_000, () => deliveredAt.push(performance.now()));
   let waiting = true;
-  const relay = new Relay(server.store.outbox, [dear], {
-    logger: silentLogger,
-    observer: null,
-    now: Date.now,
-    pollMs: 10,
-    busy: () => waiting,
-  });
-  relay.start();
-  cleanups.push(() => relay.stop());
+  relayOf(server.store, [dear], () => waiting);
   await eventually("the first event", () => deliveredAt.length >= 1);
   await Bun.sleep(300);
   expect(deliveredAt.length).toBe(1); // paced: the next one is 10 s away while requests wait
@@ -487,29 +485,13 @@ test("the pace while requests wait follows what a sink costs here: one that clai
     Promise.all(Array.from({ length: n }, () => admin.post(`/api/users/${user.id}/points/charge`, { amount: 1 })));
   await charges(80);
   let delivered = 0;
-  const burning: Sink = {
-    name: "webhook",
-    costUs: 1,
-    async deliver(batch) {
-      for (const _ of batch) {
-        const until = performance.now() + 2;
-        while (performance.now() < until) {}
-        delivered++;
-      }
-      return { delivered: batch.length, error: null };
-    },
-    async close() {},
-  };
-  let waiting = false;
-  const relay = new Relay(server.store.outbox, [burning], {
-    logger: silentLogger,
-    observer: null,
-    now: Date.now,
-    pollMs: 10,
-    busy: () => waiting,
+  const burning = acceptingSink(1, () => {
+    const until = performance.now() + 2;
+    while (performance.now() < until) {}
+    delivered++;
   });
-  relay.start();
-  cleanups.push(() => relay.stop());
+  let waiting = false;
+  relayOf(server.store, [burning], () => waiting);
   // Requests not waiting: full speed, and the cost measured (at least 64 events).
   await eventually("the first writes", () => delivered >= 80);
   waiting = true;
