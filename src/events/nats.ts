@@ -66,9 +66,9 @@ export class NatsSink implements Sink {
    * in `--cpu-prof` profiles of `bun run bench --events`: ≈ 10 µs (SQLite orders, ≈ 640 events a
    * second) and ≈ 16 µs (PostgreSQL claims, ≈ 1,070 a second, every layer 30 % slower than with events
    * off); the larger, so that the relay's share is a bound until the relay has measured it on the
-   * machine it runs on (relay.ts). 6–9 µs alone (3 × 3,072 events). The
-   * client's own `js.publish` is a request per message (its own reply timer, two errors built for
-   * their stack traces, the request's bookkeeping): 21–24 µs alone, ≈ 100 µs under load.
+   * machine it runs on (relay.ts). 6–9 µs alone (3 × 3,072 events). The client's own `js.publish` is
+   * a request per message (its own reply timer, two errors built for their stack traces, the
+   * request's bookkeeping): 21–24 µs alone, ≈ 100 µs under load.
    */
   readonly costUs = 16;
   private link: Link | null = null;

@@ -18,13 +18,14 @@
  *   sink together within `shareWhenBusy` of the thread, by each sink's cost per event: its `costUs`
  *   until measured, then the process's CPU over its own deliveries while requests did not wait (about
  *   65 webhook and 600 JetStream events a second at the default 2 % on the machine `costUs` was
- *   measured on; fewer on a slower one, where every delivery costs more of the thread). Under a stampede that outruns that, delivery
- *   falls behind (the age of the oldest undelivered event in /metrics says by how much) and catches up
- *   at full speed once requests stop waiting. The events are safe in the outbox meanwhile. Why 2 %: a
- *   stampede writes events far faster than any share of the thread could deliver them (11,000 orders a
- *   second here), so a larger share hardly shortens the catch-up and costs the requests throughput;
- *   the share is there so that delivery keeps moving, and at moderate loads requests rarely wait and
- *   the relay runs at full speed (2,000 orders a second: the webhook kept up with every one).
+ *   measured on; fewer on a slower one, where every delivery costs more of the thread). Under a
+ *   stampede that outruns that, delivery falls behind (the age of the oldest undelivered event in
+ *   /metrics says by how much) and catches up at full speed once requests stop waiting. The events
+ *   are safe in the outbox meanwhile. Why 2 %: a stampede writes events far faster than any share of
+ *   the thread could deliver them (11,000 orders a second here), so a larger share hardly shortens the
+ *   catch-up and costs the requests throughput; the share is there so that delivery keeps moving, and
+ *   at moderate loads requests rarely wait and the relay runs at full speed (2,000 orders a second:
+ *   the webhook kept up with every one).
  */
 import type { StoredEvent } from "../domain/events.ts";
 import type { Logger } from "../logger.ts";
