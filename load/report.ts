@@ -135,7 +135,7 @@ function eventsTable(results: ScenarioResult[]): string[] {
   if (repeated.length > 0) {
     lines.push(
       "",
-      "Over the rounds (off and on alternated, so what drifts on the machine touches both alike):",
+      "Over the rounds (off and on in turn, on first in even rounds, so what drifts on the machine touches both alike):",
       "",
       "| durability | variant | scenario | ratio by round | median |",
       "|---|---|---|---|---:|",
