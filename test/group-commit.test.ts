@@ -1,10 +1,11 @@
 /** Group commit keeps the semantics of one transaction per write while sharing the commit. */
 import { Database } from "bun:sqlite";
 import { expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Unavailable } from "../src/domain/errors.ts";
+import { openSqlite } from "../src/store/sqlite/database.ts";
 import { GroupCommit } from "../src/store/sqlite/group-commit.ts";
 
 function setup(path = ":memory:") {
@@ -173,4 +174,54 @@ test("settled() resolves once every queued write has committed or been refused",
   holder.close();
   client.close();
   rmSync(dir, { recursive: true, force: true });
+});
+
+/** SQLite's temporary files this process has open: unnamed (O_TMPFILE, "/var/tmp/#123"), or etilqs_… unlinked. */
+function openTemporaryFiles(): string[] {
+  return readdirSync("/proc/self/fd")
+    .map((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        return ""; // closed meanwhile (the readdir's own descriptor)
+      }
+    })
+    .filter((target) => /(\/#\d+|etilqs_\w+) \(deleted\)$/.test(target));
+}
+
+/**
+ * A batch whose units each rewrite the same hundred pages: every unit after the first copies them into
+ * its savepoint's journal (400 KB), past the 64 KB at which SQLite would move that journal to a file.
+ */
+async function temporaryFilesDuringBatch(client: Database): Promise<string[]> {
+  client.run("CREATE TABLE wide (id INTEGER PRIMARY KEY, pad BLOB NOT NULL) STRICT");
+  const fill = client.prepare("INSERT INTO wide (pad) VALUES (randomblob(2000))");
+  for (let i = 0; i < 200; i++) fill.run();
+  const rewrite = client.prepare("UPDATE wide SET pad = randomblob(2000)");
+  // One batch for all five units, however slow the machine (the default budget would split it).
+  const commits = new GroupCommit(client, { lockWaitMs: 1000, maxBatchMs: 10_000 });
+  let seen: string[] = [];
+  await Promise.all([
+    ...Array.from({ length: 4 }, () => commits.run(() => rewrite.run())),
+    commits.run(() => {
+      seen = openTemporaryFiles();
+    }),
+  ]);
+  return seen;
+}
+
+test("a batch's savepoints journal in memory: however many pages its units rewrite, no temporary file", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "flashcart-gc-"));
+  try {
+    const db = openSqlite({ path: join(dir, "store.db"), synchronous: "FULL", busyTimeoutMs: 1000 });
+    expect(await temporaryFilesDuringBatch(db.$client)).toEqual([]);
+    db.$client.close();
+    // The control: SQLite's default (temp_store=FILE at compile time) spills the same batch to a file.
+    const bare = new Database(join(dir, "bare.db"), { strict: true });
+    bare.run("PRAGMA journal_mode = WAL");
+    expect((await temporaryFilesDuringBatch(bare)).length).toBeGreaterThan(0);
+    bare.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
