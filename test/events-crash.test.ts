@@ -171,6 +171,9 @@ describe.each(crashBackends)("kill -9 in a stampede, on %s", (backend) => {
     expect(metrics).toContain('flashcart_events_oldest_undelivered_age_seconds{sink="webhook"} 0');
     expect(metrics).toContain('flashcart_events_oldest_undelivered_age_seconds{sink="nats"} 0');
     expect(metrics).toMatch(/flashcart_events_delivered_total\{sink="webhook"\} [1-9]/);
+    // Each sink's cost per event, in seconds of CPU: measured, or its starting estimate.
+    expect(metrics).toMatch(/flashcart_events_delivery_cost_seconds\{sink="webhook"\} [0-9.e-]+\n/);
+    expect(metrics).toMatch(/flashcart_events_delivery_cost_seconds\{sink="nats"\} [0-9.e-]+\n/);
     expect(metrics).toMatch(/flashcart_events_written_total\{type="order.paid"\} \d/);
 
     server.proc.kill("SIGTERM");

@@ -12,7 +12,7 @@ import { connect } from "@nats-io/transport-node";
 import type postgres from "postgres";
 import { requestsWaiting, type ThreadProbe } from "../src/events/busy.ts";
 import { NatsSink } from "../src/events/nats.ts";
-import { backoff, Relay, type Sink } from "../src/events/relay.ts";
+import { backoff, Relay, type RelayObserver, type Sink } from "../src/events/relay.ts";
 import { WebhookSink } from "../src/events/webhook.ts";
 import { silentLogger } from "../src/logger.ts";
 import { openPg } from "../src/store/pg/database.ts";
@@ -35,11 +35,18 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** A relay over `store`'s outbox, quick to retry (the production pauses are longer); `busy`: requests waiting. */
-function relayOf(store: Store, sinks: ConstructorParameters<typeof Relay>[1], busy?: () => boolean): Relay {
+/**
+ * A relay over `store`'s outbox, quick to retry (the production pauses are longer); `busy`: requests
+ * waiting; `observer`: what /metrics would hear.
+ */
+function relayOf(
+  store: Store,
+  sinks: ConstructorParameters<typeof Relay>[1],
+  { busy, observer = null }: { busy?: () => boolean; observer?: RelayObserver | null } = {},
+): Relay {
   const relay = new Relay(store.outbox, sinks, {
     logger: silentLogger,
-    observer: null,
+    observer,
     now: Date.now,
     pollMs: 10,
     batch: 16,
@@ -466,7 +473,7 @@ test("while requests wait the relay keeps to its share, and goes on at full spee
   // So dear that while busy it may send one event every 10 s (1 % of the thread at 100 ms an event).
   const dear = acceptingSink(100_000, () => deliveredAt.push(performance.now()));
   let waiting = true;
-  relayOf(server.store, [dear], () => waiting);
+  relayOf(server.store, [dear], { busy: () => waiting });
   await eventually("the first event", () => deliveredAt.length >= 1);
   await Bun.sleep(300);
   expect(deliveredAt.length).toBe(1); // paced: the next one is 10 s away while requests wait
@@ -491,9 +498,14 @@ test("the pace while requests wait follows what a sink costs here: one that clai
     delivered++;
   });
   let waiting = false;
-  relayOf(server.store, [burning], () => waiting);
+  const costs: number[] = [];
+  const observer: RelayObserver = { delivered() {}, failed() {}, costed: (_sink, costUs) => costs.push(costUs) };
+  relayOf(server.store, [burning], { busy: () => waiting, observer });
   // Requests not waiting: full speed, and the cost measured (at least 64 events).
   await eventually("the first writes", () => delivered >= 80);
+  // What /metrics shows: the 1 µs it claims to start with, then what it was measured to cost.
+  expect(costs[0]).toBe(1);
+  expect(costs.at(-1)).toBeGreaterThanOrEqual(2_000);
   waiting = true;
   const before = delivered;
   const busySince = performance.now();

@@ -56,6 +56,8 @@ export interface Delivery {
 export interface RelayObserver {
   delivered(sink: string, events: readonly StoredEvent[], at: number): void;
   failed(sink: string): void;
+  /** A sink's cost per event as the relay now reckons it (CostMeter), in µs: its pace while requests wait. */
+  costed(sink: string, costUs: number): void;
 }
 
 export interface RelayOptions {
@@ -102,15 +104,17 @@ class CostMeter {
 
   constructor(public costUs: number) {}
 
-  add(cpuUs: number, events: number): void {
+  /** Counts a delivery's CPU; answers whether that made a new figure. */
+  add(cpuUs: number, events: number): boolean {
     this.cpuUs += cpuUs;
     this.events += events;
-    if (this.events < MEASURED_EVENTS) return;
+    if (this.events < MEASURED_EVENTS) return false;
     const sample = this.cpuUs / this.events;
     this.costUs = this.measured ? (this.costUs + sample) / 2 : sample;
     this.measured = true;
     this.cpuUs = 0;
     this.events = 0;
+    return true;
   }
 }
 
@@ -210,7 +214,8 @@ export class Relay {
       const stillAlone = this.deliveriesStarted === started + 1;
       if (alone && stillAlone && !busy && !(this.options.busy?.() ?? false) && delivery.delivered > 0) {
         const used = process.cpuUsage(cpu);
-        cost.add(used.user + used.system, delivery.delivered);
+        if (cost.add(used.user + used.system, delivery.delivered))
+          this.options.observer?.costed(sink.name, cost.costUs);
       }
       return delivery;
     } finally {
@@ -221,6 +226,7 @@ export class Relay {
   private async pump(sink: Sink): Promise<void> {
     const { logger, observer } = this.options;
     const cost = new CostMeter(sink.costUs);
+    observer?.costed(sink.name, cost.costUs);
     /** The sink's cursor as last read or moved; -1: read it again (after the lock was taken). */
     let cursor = -1;
     let failures = 0;

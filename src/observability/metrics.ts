@@ -75,6 +75,12 @@ export function createMetrics() {
       labelNames: ["sink"] as const,
       registers,
     }),
+    deliveryCost: new Gauge({
+      name: "flashcart_events_delivery_cost_seconds",
+      help: "CPU time this process spends delivering one event, by sink, as the relay measures it (its starting estimate until then); it sets the relay's pace while requests wait",
+      labelNames: ["sink"] as const,
+      registers,
+    }),
     deliveryLag: new Histogram({
       name: "flashcart_events_delivery_lag_seconds",
       help: "From an event's occurredAt to its acknowledgement by the sink",
@@ -127,7 +133,7 @@ export function observeOutbox(metrics: Metrics, outbox: Outbox, sinks: readonly 
   });
 }
 
-/** What the relay tells /metrics: deliveries, failed attempts and the lag of each event delivered. */
+/** What the relay tells /metrics: deliveries, failed attempts, the lag of each event delivered, each sink's cost. */
 export function relayObserver(metrics: Metrics): RelayObserver {
   const delivered = childCache((sink) => metrics.eventsDelivered.labels(sink));
   const failed = childCache((sink) => metrics.eventsFailed.labels(sink));
@@ -140,6 +146,9 @@ export function relayObserver(metrics: Metrics): RelayObserver {
     },
     failed(sink: string) {
       failed(sink).inc();
+    },
+    costed(sink: string, costUs: number) {
+      metrics.deliveryCost.set({ sink }, costUs / 1e6);
     },
   };
 }
