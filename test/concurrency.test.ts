@@ -45,9 +45,10 @@ describeOnEveryBackend({ serverPer: "test" }, ({ server, admin: api }) => {
       );
 
       const counts = tally(replies);
+      // Any other answer first, named with its count (a 503 would say which problem).
+      expect(Object.entries(counts).filter(([key]) => key !== "201" && !key.startsWith("409"))).toEqual([]);
       expect(counts["201"]).toBe(100);
       expect((counts["409 COUPON_SOLD_OUT"] ?? 0) + (counts["409 COUPON_ALREADY_ISSUED"] ?? 0)).toBe(2900);
-      expect(Object.keys(counts).every((key) => key === "201" || key.startsWith("409"))).toBe(true);
 
       const winners = replies.filter((r) => r.status === 201).map((r) => r.body.userId);
       expect(new Set(winners).size).toBe(100);

@@ -120,7 +120,21 @@ export async function privatePostgres(): Promise<PrivatePostgres> {
     async start(settings = {}) {
       const more = Object.entries(settings).map(([name, value]) => ` -c ${name}=${value}`);
       const all = options + more.join("");
-      await run([join(pgBin, "pg_ctl"), "-D", data, "-o", all, "-l", join(dir, "log"), "-w", "start"]);
+      // Right after an immediate stop, a backend of the old server may still be exiting and hold the
+      // shared memory, and the new postmaster refuses to start beside it (seen once in a full run on
+      // a loaded machine): a few more tries, then the error with the server's own log.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await run([join(pgBin, "pg_ctl"), "-D", data, "-o", all, "-l", join(dir, "log"), "-w", "start"]);
+          return;
+        } catch (error) {
+          if (attempt === 5) {
+            const log = readFileSync(join(dir, "log"), "utf8").split("\n").slice(-15).join("\n");
+            throw new Error(`${(error as Error).message}\n${log}`);
+          }
+          await Bun.sleep(200 * attempt);
+        }
+      }
     },
     async stop(mode = "fast") {
       await run([join(pgBin, "pg_ctl"), "-D", data, "-m", mode, "-w", "stop"]);
