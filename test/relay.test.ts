@@ -302,11 +302,59 @@ async function streamMessagesAt(url: string, name: string): Promise<(string | un
   }
 }
 
-describe("the NATS sink", () => {
-  const eventsOf = (ids: number[]) =>
-    ids.map((id) => ({ id, type: "points.charged" as const, occurredAt: Date.UTC(2026, 0, 1), data: `{"n":${id}}` }));
-  const neverAborted = new AbortController().signal;
+/** Events as the outbox hands them to a sink, with these ids. */
+const eventsOf = (ids: number[]) =>
+  ids.map((id) => ({ id, type: "points.charged" as const, occurredAt: Date.UTC(2026, 0, 1), data: `{"n":${id}}` }));
+const neverAborted = new AbortController().signal;
 
+describe("the webhook sink", () => {
+  /** A receiver that reads each request and never answers it; `received` counts them. */
+  function silentReceiver() {
+    const state = { received: 0 };
+    const server = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      async fetch(request) {
+        await request.arrayBuffer();
+        state.received++;
+        return new Promise<Response>(() => {});
+      },
+    });
+    cleanups.push(() => server.stop(true));
+    return { url: `${server.url.href}hooks`, state };
+  }
+
+  test("a receiver that never answers: the attempt gives up at the timeout, nothing delivered, the batch stops there", async () => {
+    const hooks = silentReceiver();
+    const sink = new WebhookSink({ url: hooks.url, secret: webhookSecret(), timeoutMs: 300 });
+    const started = performance.now();
+    const delivery = await sink.deliver(eventsOf([1, 2]), neverAborted);
+    const took = performance.now() - started;
+    expect(delivery.delivered).toBe(0);
+    expect(String(delivery.error)).toContain("no answer within 300 ms");
+    expect(took).toBeGreaterThanOrEqual(290);
+    expect(took).toBeLessThan(3_000);
+    expect(hooks.state.received).toBe(1);
+  });
+
+  test("stopping the relay abandons an attempt in flight at once, and a stopped relay sends nothing", async () => {
+    const hooks = silentReceiver();
+    const sink = new WebhookSink({ url: hooks.url, secret: webhookSecret(), timeoutMs: 30_000 });
+    const stopping = new AbortController();
+    setTimeout(() => stopping.abort(new Error("the relay is stopping")), 100);
+    const started = performance.now();
+    const delivery = await sink.deliver(eventsOf([1, 2]), stopping.signal);
+    // Far within the 30 s timeout: the stop did it.
+    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(delivery.delivered).toBe(0);
+    expect(String(delivery.error)).toContain("stopping");
+    expect(await sink.deliver(eventsOf([3]), stopping.signal)).toEqual({ delivered: 0, error: stopping.signal.reason });
+    // The first reached the receiver (or was on its way when stopped); the second was never sent.
+    expect(hooks.state.received).toBeLessThanOrEqual(1);
+  });
+});
+
+describe("the NATS sink", () => {
   test("counts only what JetStream acknowledged: a stream that refuses the third stops the batch there, in order", async () => {
     const stream = privateStream();
     cleanups.push(() => stream.remove());
