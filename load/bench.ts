@@ -14,6 +14,7 @@
  *   bun run bench --scenarios coupon,order --duration 20 --connections 200
  *   bun run bench --durability both   each variant durable, then relaxed
  *   bun run bench --events        each variant with the outbox and both sinks off, then on (the ratio)
+ *   bun run bench --events --sinks webhook   the same with one sink (or none: the outbox alone)
  *   bun run bench --events --rounds 4   off and on in turn four times (on first in even rounds): a ratio
  *                                       per round and their median
  */
@@ -81,8 +82,10 @@ interface Options {
   tool: "auto" | "wrk" | "k6";
   /** Where the service writes a CPU profile per variant and durability class (`bun --cpu-prof`); null: none. */
   cpuProfDir: string | null;
-  /** Each variant twice: EVENTS=off, then EVENTS=on with a webhook receiver and NATS JetStream. */
+  /** Each variant twice: EVENTS=off, and EVENTS=on with `sinks` (a webhook receiver, NATS JetStream). */
   events: boolean;
+  /** With --events, the sinks the outbox delivers to (--sinks): both by default, or one, or none. */
+  sinks: EventSink[];
   natsUrl: string;
   /**
    * Each variant and class runs this many times in turn (with --events: off, on, off, on, …): two runs
@@ -94,7 +97,10 @@ interface Options {
 /** With --events: how a variant's service runs the outbox. */
 type EventsMode = "off" | "on";
 
-function parseOptions(argv: string[]): Options {
+const EVENT_SINKS = ["webhook", "nats"] as const;
+type EventSink = (typeof EVENT_SINKS)[number];
+
+export function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
     args: argv,
     strict: true,
@@ -115,6 +121,7 @@ function parseOptions(argv: string[]): Options {
       workers: { type: "string", default: "1" },
       "cpu-prof": { type: "string" },
       events: { type: "boolean", default: false },
+      sinks: { type: "string", default: EVENT_SINKS.join(",") },
       "nats-url": { type: "string", default: process.env.NATS_URL ?? "nats://127.0.0.1:4222" },
       rounds: { type: "string", default: "1" },
       help: { type: "boolean", default: false },
@@ -122,7 +129,7 @@ function parseOptions(argv: string[]): Options {
   });
   if (values.help) {
     console.log(
-      `usage: bun run bench [--quick] [--variants ${VARIANTS.join(",")}] [--durability ${[...durabilityClasses, "both"].join("|")}] [--duration SECONDS] [--connections N] [--users N] [--scenarios ${Object.keys(SCENARIOS).join(",")}] [--tool auto|wrk|k6] [--pg-url postgres://…] [--pg-pool N] [--workers N] [--cpu-prof DIR] [--events [--nats-url nats://…]] [--rounds N]`,
+      `usage: bun run bench [--quick] [--variants ${VARIANTS.join(",")}] [--durability ${[...durabilityClasses, "both"].join("|")}] [--duration SECONDS] [--connections N] [--users N] [--scenarios ${Object.keys(SCENARIOS).join(",")}] [--tool auto|wrk|k6] [--pg-url postgres://…] [--pg-pool N] [--workers N] [--cpu-prof DIR] [--events [--sinks webhook,nats|webhook|nats|none] [--nats-url nats://…]] [--rounds N]`,
     );
     process.exit(0);
   }
@@ -146,6 +153,10 @@ function parseOptions(argv: string[]): Options {
   if (durabilityChoice !== "both" && !(durabilityClasses as readonly string[]).includes(durabilityChoice))
     throw new Error(`--durability: ${[...durabilityClasses, "both"].join(", ")}`);
   const durability = durabilityChoice === "both" ? [...durabilityClasses] : [durabilityChoice as Durability];
+  const sinks = values.sinks === "none" ? [] : ((values.sinks as string).split(",") as EventSink[]);
+  for (const sink of sinks) {
+    if (!EVENT_SINKS.includes(sink)) throw new Error(`--sinks: ${EVENT_SINKS.join(",")}, one of them, or none`);
+  }
   const tool = values.tool as Options["tool"];
   if (!["auto", "wrk", "k6"].includes(tool)) throw new Error("--tool: auto, wrk or k6");
   return {
@@ -162,6 +173,7 @@ function parseOptions(argv: string[]): Options {
     tool,
     cpuProfDir: values["cpu-prof"] === undefined ? null : resolve(values["cpu-prof"]),
     events: values.events ?? false,
+    sinks,
     natsUrl: values["nats-url"] as string,
     rounds: number(values.rounds as string, "rounds", 1, 20),
   };
@@ -558,7 +570,7 @@ async function main(): Promise<void> {
     await stop(hello);
 
     const results: ScenarioResult[] = [];
-    const sinks = options.events ? await startSinks(options.natsUrl) : null;
+    const sinks = options.events ? await startSinks(options.sinks, options.natsUrl) : null;
     try {
       // A variant's classes (and with --events, the outbox off and on) run back to back, so what
       // drifts on the machine over a run touches both alike. With --events the order turns round
@@ -611,30 +623,34 @@ async function main(): Promise<void> {
   }
 }
 
-/** The sinks of `--events`: a webhook receiver process and a JetStream stream of the bench's own. */
+/** The sinks of `--events`: a webhook receiver process and a JetStream stream of the bench's own (--sinks). */
 interface EventSinks {
   env: Record<string, string>;
   stop(): Promise<void>;
 }
 
-async function startSinks(natsUrl: string): Promise<EventSinks> {
-  const receiver = await spawnListening([process.execPath, "load/webhook-receiver.ts"], {
-    cwd: root,
-    env: { ...process.env, PORT: "0" },
-    stderr: "inherit",
-  });
+async function startSinks(sinks: readonly EventSink[], natsUrl: string): Promise<EventSinks> {
+  const receiver = sinks.includes("webhook")
+    ? await spawnListening([process.execPath, "load/webhook-receiver.ts"], {
+        cwd: root,
+        env: { ...process.env, PORT: "0" },
+        stderr: "inherit",
+      })
+    : null;
   const tag = `${process.pid}_${randomBytes(4).toString("hex")}`;
   const stream = `FLASHCART_BENCH_${tag}`;
   return {
     env: {
-      WEBHOOK_URL: `${receiver.url}/flashcart`,
-      WEBHOOK_SECRET: `whsec_${randomBytes(32).toString("base64")}`,
-      NATS_URL: natsUrl,
-      NATS_STREAM: stream,
-      NATS_SUBJECT_PREFIX: `flashcart-bench.${tag}.events`,
+      ...(receiver === null
+        ? {}
+        : { WEBHOOK_URL: `${receiver.url}/flashcart`, WEBHOOK_SECRET: `whsec_${randomBytes(32).toString("base64")}` }),
+      ...(sinks.includes("nats")
+        ? { NATS_URL: natsUrl, NATS_STREAM: stream, NATS_SUBJECT_PREFIX: `flashcart-bench.${tag}.events` }
+        : {}),
     },
     async stop() {
-      await stop(receiver);
+      if (receiver !== null) await stop(receiver);
+      if (!sinks.includes("nats")) return;
       const connection = await connectNats({ servers: natsUrl });
       try {
         await (await jetstreamManager(connection)).streams.delete(stream).catch(() => false);
@@ -665,15 +681,14 @@ async function relayCounts(url: string): Promise<{ written: number; webhook: num
   };
 }
 
-/** Waits until both sinks have every event (how long that took, in ms); throws past `boundMs`. */
+/** Waits until every configured sink has every event (how long that took, in ms); throws past `boundMs`. */
 async function drained(url: string, boundMs: number): Promise<number> {
   const started = performance.now();
-  const caughtUp = ["webhook", "nats"].map(
-    (sink) => `flashcart_events_oldest_undelivered_age_seconds{sink="${sink}"} 0\n`,
-  );
+  const gauge = "flashcart_events_oldest_undelivered_age_seconds{";
   for (;;) {
     const text = await (await fetch(`${url}/metrics`)).text();
-    if (caughtUp.every((line) => text.includes(line))) return performance.now() - started;
+    const ages = text.split("\n").filter((line) => line.startsWith(gauge));
+    if (ages.every((line) => line.endsWith(" 0"))) return performance.now() - started;
     if (performance.now() - started > boundMs) throw new Error(`the relay did not catch up within ${boundMs} ms`);
     await Bun.sleep(100);
   }

@@ -1,6 +1,7 @@
 /** The bench's own parts: its invariant checker must catch a corrupted database, and its report must say what ran. */
 import { Database } from "bun:sqlite";
 import { expect, test } from "bun:test";
+import { parseOptions } from "../load/bench.ts";
 import { brokenInvariants } from "../load/invariants.ts";
 import { type BenchRun, durabilityLegend, renderMarkdown, renderSvg, type ScenarioResult } from "../load/report.ts";
 import { startServer } from "./support/server.ts";
@@ -236,4 +237,11 @@ test("with --events --rounds the report pairs off and on within each round and g
   expect(markdown).toContain("| durable | sqlite (round 2) | order | 15000 | 15300 | **1.02** |");
   expect(markdown).toContain("| durable | sqlite (round 3) | order | 12000 | 11400 | **0.95** |");
   expect(markdown).toContain("| durable | sqlite | order | 0.90, 1.02, 0.95 | **0.95** |");
+});
+
+test("--sinks picks the sinks of --events: both by default, one, or none (the outbox alone); others refused", () => {
+  expect(parseOptions(["--events"]).sinks).toEqual(["webhook", "nats"]);
+  expect(parseOptions(["--events", "--sinks", "webhook"]).sinks).toEqual(["webhook"]);
+  expect(parseOptions(["--events", "--sinks", "none"]).sinks).toEqual([]);
+  expect(() => parseOptions(["--events", "--sinks", "kafka"])).toThrow("--sinks");
 });
