@@ -404,6 +404,21 @@ describe("the NATS sink", () => {
     expect(String(refused.error)).toContain("503");
   });
 
+  test("a relay already stopping publishes nothing", async () => {
+    const stream = privateStream();
+    cleanups.push(() => stream.remove());
+    const sink = new NatsSink({ url: TEST_NATS_URL, ...stream });
+    cleanups.push(() => sink.close());
+    expect(await sink.deliver(eventsOf([1]), neverAborted)).toEqual({ delivered: 1, error: null });
+    const stopped = new AbortController();
+    stopped.abort(new Error("the relay is stopping"));
+    expect(await sink.deliver(eventsOf([2, 3]), stopped.signal)).toEqual({
+      delivered: 0,
+      error: stopped.signal.reason,
+    });
+    expect((await stream.messages()).map((m) => m.msgId)).toEqual(["1"]);
+  });
+
   test("stopping the relay gives up on acknowledgements still awaited, at once", async () => {
     const binary = Bun.which("nats-server") ?? "/usr/sbin/nats-server";
     const storeDir = mkdtempSync(join(tmpdir(), "flashcart-nats-"));

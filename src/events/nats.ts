@@ -110,6 +110,8 @@ export class NatsSink implements Sink {
    * message), and waits for every acknowledgement, within one timeout for the whole batch.
    */
   async deliver(events: readonly StoredEvent[], signal: AbortSignal): Promise<Delivery> {
+    // A relay already stopping publishes nothing (its abort event has fired: nothing would cut the wait).
+    if (signal.aborted) return { delivered: 0, error: signal.reason };
     let link: Link;
     try {
       link = await this.ready();
