@@ -307,6 +307,15 @@ const eventsOf = (ids: number[]) =>
   ids.map((id) => ({ id, type: "points.charged" as const, occurredAt: Date.UTC(2026, 0, 1), data: `{"n":${id}}` }));
 const neverAborted = new AbortController().signal;
 
+/** `sink.deliver(events)`, with the relay stopping 100 ms in: what it answered, how long it took, the signal. */
+async function stoppedMidway(sink: Sink, ids: number[]) {
+  const stopping = new AbortController();
+  setTimeout(() => stopping.abort(new Error("the relay is stopping")), 100);
+  const started = performance.now();
+  const delivery = await sink.deliver(eventsOf(ids), stopping.signal);
+  return { delivery, tookMs: performance.now() - started, signal: stopping.signal };
+}
+
 describe("the webhook sink", () => {
   /** A receiver that reads each request and never answers it; `received` counts them. */
   function silentReceiver() {
@@ -340,21 +349,28 @@ describe("the webhook sink", () => {
   test("stopping the relay abandons an attempt in flight at once, and a stopped relay sends nothing", async () => {
     const hooks = silentReceiver();
     const sink = new WebhookSink({ url: hooks.url, secret: webhookSecret(), timeoutMs: 30_000 });
-    const stopping = new AbortController();
-    setTimeout(() => stopping.abort(new Error("the relay is stopping")), 100);
-    const started = performance.now();
-    const delivery = await sink.deliver(eventsOf([1, 2]), stopping.signal);
+    const { delivery, tookMs, signal } = await stoppedMidway(sink, [1, 2]);
     // Far within the 30 s timeout: the stop did it.
-    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(tookMs).toBeLessThan(2_000);
     expect(delivery.delivered).toBe(0);
     expect(String(delivery.error)).toContain("stopping");
-    expect(await sink.deliver(eventsOf([3]), stopping.signal)).toEqual({ delivered: 0, error: stopping.signal.reason });
+    expect(await sink.deliver(eventsOf([3]), signal)).toEqual({ delivered: 0, error: signal.reason });
     // The first reached the receiver (or was on its way when stopped); the second was never sent.
     expect(hooks.state.received).toBeLessThanOrEqual(1);
   });
 });
 
 describe("the NATS sink", () => {
+  /** A sink on the test server's NATS, to a stream of its own, which has delivered event 1. */
+  async function sinkHoldingEventOne() {
+    const stream = privateStream();
+    cleanups.push(() => stream.remove());
+    const sink = new NatsSink({ url: TEST_NATS_URL, ...stream });
+    cleanups.push(() => sink.close());
+    expect(await sink.deliver(eventsOf([1]), neverAborted)).toEqual({ delivered: 1, error: null });
+    return { stream, sink };
+  }
+
   test("counts only what JetStream acknowledged: a stream that refuses the third stops the batch there, in order", async () => {
     const stream = privateStream();
     cleanups.push(() => stream.remove());
@@ -387,11 +403,7 @@ describe("the NATS sink", () => {
   });
 
   test("a subject no stream holds is not delivered: NATS answers that nothing took it", async () => {
-    const stream = privateStream();
-    cleanups.push(() => stream.remove());
-    const sink = new NatsSink({ url: TEST_NATS_URL, ...stream });
-    cleanups.push(() => sink.close());
-    expect(await sink.deliver(eventsOf([1]), neverAborted)).toEqual({ delivered: 1, error: null });
+    const { stream } = await sinkHoldingEventOne();
     // Another deployment's sink on the same server, whose subjects no stream holds.
     const stray = new NatsSink({
       url: TEST_NATS_URL,
@@ -405,11 +417,7 @@ describe("the NATS sink", () => {
   });
 
   test("a relay already stopping publishes nothing", async () => {
-    const stream = privateStream();
-    cleanups.push(() => stream.remove());
-    const sink = new NatsSink({ url: TEST_NATS_URL, ...stream });
-    cleanups.push(() => sink.close());
-    expect(await sink.deliver(eventsOf([1]), neverAborted)).toEqual({ delivered: 1, error: null });
+    const { stream, sink } = await sinkHoldingEventOne();
     const stopped = new AbortController();
     stopped.abort(new Error("the relay is stopping"));
     expect(await sink.deliver(eventsOf([2, 3]), stopped.signal)).toEqual({
@@ -443,12 +451,9 @@ describe("the NATS sink", () => {
       "nats-server stopped",
       () => readFileSync(`/proc/${nats.pid}/stat`, "utf8").split(") ")[1]?.[0] === "T",
     );
-    const stopping = new AbortController();
-    setTimeout(() => stopping.abort(new Error("stop")), 100);
-    const started = performance.now();
-    const delivery = await sink.deliver(eventsOf([2, 3]), stopping.signal);
+    const { delivery, tookMs } = await stoppedMidway(sink, [2, 3]);
     // Well within the acknowledgement timeout (5 s): the stop did it.
-    expect(performance.now() - started).toBeLessThan(2500);
+    expect(tookMs).toBeLessThan(2500);
     expect(delivery.delivered).toBe(0);
     expect(String(delivery.error)).toContain("stopping");
   });
