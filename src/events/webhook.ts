@@ -39,6 +39,8 @@ export class WebhookSink implements Sink {
       const body = envelopeJson(event);
       // Signed anew for each attempt: receivers refuse old timestamps (Standard Webhooks: 5 minutes).
       const at = new Date();
+      // Stopped between two events: the abort has fired already, and nothing would cut this attempt short.
+      if (signal.aborted) return { delivered: i, error: signal.reason };
       // The timeout is a timer cleared once the answer is read: AbortSignal.timeout's would stay armed
       // for the whole timeout after every delivery (after a drain of 20,000 events, 20,000 timers
       // firing over the next 5 s while requests are being served).
@@ -50,7 +52,6 @@ export class WebhookSink implements Sink {
       );
       signal.addEventListener("abort", abort, { once: true });
       try {
-        if (signal.aborted) return { delivered: i, error: signal.reason };
         const response = await fetch(this.target.url, {
           method: "POST",
           headers: {

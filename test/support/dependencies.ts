@@ -129,7 +129,12 @@ export async function privatePostgres(): Promise<PrivatePostgres> {
           return;
         } catch (error) {
           if (attempt === 5) {
-            const log = readFileSync(join(dir, "log"), "utf8").split("\n").slice(-15).join("\n");
+            let log = "(no server log)";
+            try {
+              log = readFileSync(join(dir, "log"), "utf8").split("\n").slice(-15).join("\n");
+            } catch {
+              // pg_ctl failed before the server wrote one: its own message is all there is
+            }
             throw new Error(`${(error as Error).message}\n${log}`);
           }
           await Bun.sleep(200 * attempt);
