@@ -26,22 +26,35 @@ interface Profile {
   endTime: number;
 }
 
-/** The layers, first match wins: what a file or package is for. */
-const BY_URL: [RegExp, string][] = [
-  [/\/src\/store\/sqlite\/group-commit\.ts$/, "commit (group commit, COMMIT + fsync)"],
-  [/\/src\/store\/|node_modules\/drizzle-orm\//, "store (statements, drizzle)"],
-  [/\/src\/domain\/(errors|script|writes|coupon|order|access|limits|time|pagination)\.ts$/, "domain (scripts, rules)"],
-  [/\/src\/http\/problem\.ts$/, "errors and problem documents"],
-  [/\/src\/auth\/|\/src\/http\/auth\.ts$|node_modules\/jose\//, "authentication (JWT)"],
-  [/rate-limit|node_modules\/hono-rate-limiter\//, "rate limiting"],
-  [/\/src\/http\/(schemas|body)\.ts$|node_modules\/(zod|@hono\/zod-validator|@hono\/zod-openapi)\//, "validation"],
-  [/\/src\/observability\/|node_modules\/prom-client\//, "metrics"],
-  [/\/src\/logger\.ts$|node_modules\/(pino|sonic-boom|thread-stream)\//, "logging"],
-  [/\/src\/http\/observe\.ts$/, "request id, timing, log line"],
-  [/\/src\/http\//, "handlers"],
-  [/node_modules\/hono\//, "routing and context (Hono)"],
-  [/\/src\//, "other flashcart code"],
-  [/node_modules\//, "other packages"],
+/**
+ * Where a frame's file is, for the rules below: `node_modules/<package>/…` for a package's (from the
+ * last node_modules/, so a package's own src/ folder, as postgres.js has, is not taken for ours),
+ * `src/…` for flashcart's own, null for neither (a native frame, Bun's builtins).
+ */
+export function placeOf(url: string): string | null {
+  const inPackage = url.lastIndexOf("/node_modules/");
+  if (inPackage >= 0) return url.slice(inPackage + 1);
+  const ours = url.lastIndexOf("/src/");
+  return ours >= 0 ? url.slice(ours + 1) : null;
+}
+
+/** The layers by a frame's place, first match wins: what a file or package is for. */
+const BY_PLACE: [RegExp, string][] = [
+  [/^src\/store\/sqlite\/group-commit\.ts$/, "commit (group commit, COMMIT + fsync)"],
+  [/^src\/store\/|^node_modules\/drizzle-orm\//, "store (statements, drizzle)"],
+  [/^src\/domain\/(errors|script|writes|coupon|order|access|limits|time|pagination)\.ts$/, "domain (scripts, rules)"],
+  [/^src\/http\/problem\.ts$/, "errors and problem documents"],
+  [/^src\/auth\/|^src\/http\/auth\.ts$|^node_modules\/jose\//, "authentication (JWT)"],
+  [/^src\/.*rate-limit|^node_modules\/hono-rate-limiter\//, "rate limiting"],
+  [/^src\/http\/(schemas|body)\.ts$|^node_modules\/(zod|@hono\/zod-validator|@hono\/zod-openapi)\//, "validation"],
+  [/^src\/observability\/|^node_modules\/prom-client\//, "metrics"],
+  [/^src\/logger\.ts$|^node_modules\/(pino|sonic-boom|thread-stream)\//, "logging"],
+  [/^src\/http\/observe\.ts$/, "request id, timing, log line"],
+  [/^src\/http\//, "handlers"],
+  [/^node_modules\/hono\//, "routing and context (Hono)"],
+  [/^node_modules\/postgres\//, "PostgreSQL client (postgres.js)"],
+  [/^src\//, "other flashcart code"],
+  [/^node_modules\//, "other packages"],
 ];
 
 /** Natives that are a layer of their own wherever they are called from. */
@@ -52,14 +65,21 @@ const NATIVE: Record<string, string> = {
   "(garbage collector)": "garbage collection",
 };
 
-/** Any frame of the event relay (src/events/) on the stack charges the sample to it. */
-const RELAY = /\/src\/events\//;
+/**
+ * Any frame of the event relay (src/events/) on the stack charges the sample to it. Only its own
+ * turns of the loop: the work a relay's await resumes in (postgres.js reading the outbox's rows, a
+ * fetch's answer) starts from the microtask queue with no relay frame on the stack, and is charged to
+ * its own layer.
+ */
+const RELAY = /^src\/events\//;
 const RELAY_LAYER = "event relay and sinks";
 
 const IDLE = new Set(["(idle)", "(program)", "(root)"]);
 
 function layerOfUrl(url: string): string | null {
-  for (const [pattern, layer] of BY_URL) if (pattern.test(url)) return layer;
+  const place = placeOf(url);
+  if (place === null) return null;
+  for (const [pattern, layer] of BY_PLACE) if (pattern.test(place)) return layer;
   return null;
 }
 
@@ -97,7 +117,8 @@ export function layersOf(
     const known = underRelayOfNode.get(id);
     if (known !== undefined) return known;
     const parent = parentOf.get(id);
-    const under = RELAY.test(byId.get(id)?.callFrame.url ?? "") || (parent !== undefined && underRelay(parent));
+    const under =
+      RELAY.test(placeOf(byId.get(id)?.callFrame.url ?? "") ?? "") || (parent !== undefined && underRelay(parent));
     underRelayOfNode.set(id, under);
     return under;
   };
