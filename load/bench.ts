@@ -42,6 +42,7 @@ import {
   renderSvg,
   type ScenarioResult,
 } from "./report.ts";
+import { type RowSource, rowReader } from "./rows.ts";
 import { type LoadDriver, type LoadResult, LoadToolMissing, loadDriver, versionOf } from "./tools.ts";
 
 const root = resolve(import.meta.dir, "..");
@@ -235,6 +236,8 @@ interface Deployment {
   events: EventsMode | null;
   /** Reads the database for the invariant check. */
   invariants(): Promise<string[]>;
+  /** When the drop's last coupon was taken (epoch ms); null while some are left. */
+  soldOutAt(couponId: number): Promise<number | null>;
   /** PostgreSQL variants: their schema, and a connection on it. */
   postgres?: { schema: string; sql: postgres.Sql };
   cleanup(): Promise<void>;
@@ -242,6 +245,21 @@ interface Deployment {
 
 /** Every drop holds half as many coupons as there are users: half the claims can win. */
 const couponSupply = (options: Options) => Math.max(1, Math.floor(options.users / 2));
+
+/**
+ * When a drop's last coupon was taken (its latest issued_at, epoch ms, as the service stamped it), or
+ * null while some are left. In a claim phase, the winners come first: the time the drop took says
+ * what a winning claim costs, apart from the 409s answered after it sold out.
+ */
+export async function lastClaimOf(source: RowSource, couponId: number): Promise<number | null> {
+  const [row] = await rowReader(source)(
+    `SELECT count(*) AS held, max(uc.issued_at) AS last, (SELECT total_quantity FROM coupons WHERE id = ?) AS total
+       FROM user_coupons uc WHERE uc.coupon_id = ?`,
+    couponId,
+    couponId,
+  );
+  return row !== undefined && Number(row.held) >= Number(row.total) && row.last !== null ? Number(row.last) : null;
+}
 
 const initialStock = () => new Map(Array.from({ length: PRODUCTS }, (_, i) => [i + 1, STOCK]));
 
@@ -286,6 +304,14 @@ async function deploy(
           db.close();
         }
       },
+      async soldOutAt(couponId) {
+        const db = new Database(join(dir, "bench.db"), { readonly: true });
+        try {
+          return await lastClaimOf(db, couponId);
+        } finally {
+          db.close();
+        }
+      },
       async cleanup() {
         rmSync(dir, { recursive: true, force: true });
       },
@@ -306,6 +332,7 @@ async function deploy(
       const broken = await brokenInvariants(auditor, initialStock());
       return events === "on" ? [...broken, ...(await brokenEventInvariants(auditor))] : broken;
     },
+    soldOutAt: (couponId) => lastClaimOf(auditor, couponId),
     postgres: { schema, sql: auditor },
     async cleanup() {
       // The redis strategy's keys carry the database's identity (flashcart:<id>:), gone with the schema.
@@ -378,7 +405,7 @@ async function runVariant(
           driver,
           ceilingRps,
           { measured: 2 * index + 1, warmUp: 2 * index + 2 },
-          deployment.events,
+          deployment,
         );
         const { kind } = SCENARIOS[name];
         // Not with --events: pgbench's claims and orders bypass flashcart and write no events (they would
@@ -434,8 +461,9 @@ async function runScenario(
   driver: LoadDriver,
   ceilingRps: number,
   coupon: { measured: number; warmUp: number },
-  events: EventsMode | null,
+  deployment: Pick<Deployment, "events" | "soldOutAt">,
 ): Promise<ScenarioResult[]> {
+  const { events } = deployment;
   const { kind } = SCENARIOS[name];
   const results: ScenarioResult[] = [];
   // Warm-up, not measured: lets the JIT compile the hot paths before the first measured request.
@@ -453,6 +481,12 @@ async function runScenario(
     const endedUs = epochUs();
     const cpuAfter = cpuSecondsOf(service.proc.pid);
     const atEnd = before === null ? null : await relayCounts(service.url);
+    // Only the phase that took the drop's last coupon: the later phases of a ramp find it sold out.
+    const soldOutAt = kind === "coupon" ? await deployment.soldOutAt(coupon.measured) : null;
+    const soldOutMs =
+      soldOutAt !== null && soldOutAt * 1000 >= startedUs && soldOutAt * 1000 <= endedUs
+        ? soldOutAt - startedUs / 1000
+        : null;
     const drainMs = before === null ? null : await drained(service.url, 300_000);
     const seconds = load.durationUs / 1e6;
     const failures = failed(load);
@@ -479,6 +513,7 @@ async function runScenario(
         .filter(([status]) => Number(status) >= 500)
         .reduce((sum, [, n]) => sum + n, 0),
       invariants: [],
+      ...(soldOutMs === null ? {} : { soldOutMs }),
       ...(events === null ? {} : { events }),
       ...(before === null || atEnd === null || drainMs === null
         ? {}
@@ -498,7 +533,7 @@ async function runScenario(
     }
     results.push(result);
     console.log(
-      `${Math.round(result.rps)} req/s (${(result.ofCeiling * 100).toFixed(1)} % of ceiling), p95 ${result.latencyMs.p95.toFixed(2)} ms, p99 ${result.latencyMs.p99.toFixed(2)} ms${result.serviceCpuUsPerRequest === undefined ? "" : `, service CPU ${result.serviceCpuUsPerRequest.toFixed(1)} µs/request`}, failures ${(result.failureRate * 100).toFixed(2)} %${result.relay === undefined ? "" : `; events ${result.relay.written}, delivered by the end: webhook ${result.relay.deliveredByEnd.webhook}, nats ${result.relay.deliveredByEnd.nats}; all delivered ${(result.relay.drainMs / 1000).toFixed(1)} s later`}`,
+      `${Math.round(result.rps)} req/s (${(result.ofCeiling * 100).toFixed(1)} % of ceiling), p95 ${result.latencyMs.p95.toFixed(2)} ms, p99 ${result.latencyMs.p99.toFixed(2)} ms${result.serviceCpuUsPerRequest === undefined ? "" : `, service CPU ${result.serviceCpuUsPerRequest.toFixed(1)} µs/request`}, failures ${(result.failureRate * 100).toFixed(2)} %${soldOutMs === null ? "" : `, sold out after ${(soldOutMs / 1000).toFixed(2)} s`}${result.relay === undefined ? "" : `; events ${result.relay.written}, delivered by the end: webhook ${result.relay.deliveredByEnd.webhook}, nats ${result.relay.deliveredByEnd.nats}; all delivered ${(result.relay.drainMs / 1000).toFixed(1)} s later`}`,
     );
     // The phase's span in the service's CPU profile: `bun load/layers.ts PROFILE --from … --to …`.
     if (options.cpuProfDir !== null) console.log(`    profile window: --from ${startedUs} --to ${endedUs}`);

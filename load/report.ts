@@ -33,6 +33,11 @@ export interface ScenarioResult {
   events?: "on" | "off";
   /** With --rounds N (N > 1): which of the rounds, from 1. */
   round?: number;
+  /**
+   * Claim phases that took the drop's last coupon: how long after the phase began it sold out, in ms.
+   * The winning claims come first, so this is their cost apart from the 409s answered after.
+   */
+  soldOutMs?: number;
   /** With the outbox on: events written during the phase, delivered by its end, and when all were. */
   relay?: { written: number; deliveredByEnd: { webhook: number; nats: number }; drainMs: number };
 }
@@ -99,6 +104,13 @@ const label = (r: ScenarioResult) =>
  * With --events: each variant's phases with the outbox and both sinks off and on, side by side, the
  * ratio of their throughputs, and how far the relay was behind at the end of the phase.
  */
+/** "7.12 / 9.30 s": when the drop sold out in the off and the on phase ("–" where it did not in one). */
+function soldOutPair(off: ScenarioResult, on: ScenarioResult): string {
+  if (off.soldOutMs === undefined && on.soldOutMs === undefined) return "–";
+  const s = (r: ScenarioResult) => (r.soldOutMs === undefined ? "–" : (r.soldOutMs / 1000).toFixed(2));
+  return `${s(off)} / ${s(on)} s`;
+}
+
 function eventsTable(results: ScenarioResult[]): string[] {
   const on = results.filter((r) => r.events === "on");
   if (on.length === 0) return [];
@@ -106,10 +118,10 @@ function eventsTable(results: ScenarioResult[]): string[] {
     "",
     "## The outbox and both sinks (webhook, NATS JetStream) on against off",
     "",
-    "Same variant, class and scenario, the service started afresh for each; ratio = req/s on ÷ req/s off. Events written during the phase, how many each sink had acknowledged when it ended, and how long after it every event was delivered.",
+    "Same variant, class and scenario, the service started afresh for each; ratio = req/s on ÷ req/s off. Events written during the phase, how many each sink had acknowledged when it ended, and how long after it every event was delivered. Claims: how long the drop took to sell out, off / on (the winning claims, which write; the rest are 409s answered after it, which do not).",
     "",
-    "| durability | variant | scenario | req/s off | req/s on | ratio | p95 ms off / on | events | by the end: webhook / nats | all delivered after |",
-    "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    "| durability | variant | scenario | req/s off | req/s on | ratio | p95 ms off / on | sold out after off / on | events | by the end: webhook / nats | all delivered after |",
+    "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
   ];
   const samePhase = (a: ScenarioResult, b: ScenarioResult) =>
     a.variant === b.variant &&
@@ -117,18 +129,19 @@ function eventsTable(results: ScenarioResult[]): string[] {
     a.scenario === b.scenario &&
     a.connections === b.connections;
   /** Ratios by phase (variant, class, scenario, connections), in round order. */
-  const ratios = new Map<string, { first: ScenarioResult; ratios: number[] }>();
+  const ratios = new Map<string, { first: ScenarioResult; ratios: number[]; sellOuts: number[] }>();
   for (const r of on) {
     const off = results.find((o) => o.events === "off" && o.round === r.round && samePhase(o, r));
     if (off === undefined || r.relay === undefined) continue;
     const { written, deliveredByEnd, drainMs } = r.relay;
     const ratio = r.rps / off.rps;
     lines.push(
-      `| ${r.durability} | ${r.variant}${r.round === undefined ? "" : ` (round ${r.round})`} | ${r.scenario} | ${Math.round(off.rps)} | ${Math.round(r.rps)} | **${ratio.toFixed(2)}** | ${ms(off.latencyMs.p95)} / ${ms(r.latencyMs.p95)} | ${written} | ${deliveredByEnd.webhook} / ${deliveredByEnd.nats} | ${(drainMs / 1000).toFixed(1)} s |`,
+      `| ${r.durability} | ${r.variant}${r.round === undefined ? "" : ` (round ${r.round})`} | ${r.scenario} | ${Math.round(off.rps)} | ${Math.round(r.rps)} | **${ratio.toFixed(2)}** | ${ms(off.latencyMs.p95)} / ${ms(r.latencyMs.p95)} | ${soldOutPair(off, r)} | ${written} | ${deliveredByEnd.webhook} / ${deliveredByEnd.nats} | ${(drainMs / 1000).toFixed(1)} s |`,
     );
     const key = `${r.durability} ${r.variant} ${r.scenario} ${r.connections}`;
-    const entry = ratios.get(key) ?? { first: r, ratios: [] };
+    const entry = ratios.get(key) ?? { first: r, ratios: [], sellOuts: [] };
     entry.ratios.push(ratio);
+    if (off.soldOutMs !== undefined && r.soldOutMs !== undefined) entry.sellOuts.push(off.soldOutMs / r.soldOutMs);
     ratios.set(key, entry);
   }
   const repeated = [...ratios.values()].filter((entry) => entry.ratios.length > 1);
@@ -137,12 +150,15 @@ function eventsTable(results: ScenarioResult[]): string[] {
       "",
       "Over the rounds (off and on in turn, on first in even rounds, so what drifts on the machine touches both alike):",
       "",
-      "| durability | variant | scenario | ratio by round | median |",
-      "|---|---|---|---|---:|",
-      ...repeated.map(
-        ({ first, ratios }) =>
-          `| ${first.durability} | ${first.variant} | ${first.scenario} | ${ratios.map((x) => x.toFixed(2)).join(", ")} | **${median(ratios).toFixed(2)}** |`,
-      ),
+      "| durability | variant | scenario | ratio by round | median | claims won per second, on ÷ off: by round | median |",
+      "|---|---|---|---|---:|---|---:|",
+      ...repeated.map(({ first, ratios, sellOuts }) => {
+        const won =
+          sellOuts.length === 0
+            ? "– | –"
+            : `${sellOuts.map((x) => x.toFixed(2)).join(", ")} | ${median(sellOuts).toFixed(2)}`;
+        return `| ${first.durability} | ${first.variant} | ${first.scenario} | ${ratios.map((x) => x.toFixed(2)).join(", ")} | **${median(ratios).toFixed(2)}** | ${won} |`;
+      }),
     );
   }
   return lines;

@@ -1,9 +1,10 @@
 /** The bench's own parts: its invariant checker must catch a corrupted database, and its report must say what ran. */
 import { Database } from "bun:sqlite";
 import { expect, test } from "bun:test";
-import { parseOptions } from "../load/bench.ts";
+import { lastClaimOf, parseOptions } from "../load/bench.ts";
 import { brokenInvariants } from "../load/invariants.ts";
 import { type BenchRun, durabilityLegend, renderMarkdown, renderSvg, type ScenarioResult } from "../load/report.ts";
+import { describeOnEveryBackend } from "./support/every-backend.ts";
 import { startServer } from "./support/server.ts";
 
 test("the invariant checker passes a healthy database and names every corruption", async () => {
@@ -216,7 +217,7 @@ test("with --events the report sets each phase with the outbox on beside the sam
   expect(markdown).toContain("| durable | sqlite (events off) | order | 100 |");
   expect(markdown).toContain("| durable | sqlite (events on) | order | 100 |");
   expect(markdown).toContain(
-    "| durable | sqlite | order | 10000 | 9400 | **0.94** | 6.25 / 7.50 | 75200 | 40000 / 75200 | 3.3 s |",
+    "| durable | sqlite | order | 10000 | 9400 | **0.94** | 6.25 / 7.50 | – | 75200 | 40000 / 75200 | 3.3 s |",
   );
 });
 
@@ -236,7 +237,39 @@ test("with --events --rounds the report pairs off and on within each round and g
   expect(markdown).toContain("| durable | sqlite (round 1) | order | 10000 | 9000 | **0.90** |");
   expect(markdown).toContain("| durable | sqlite (round 2) | order | 15000 | 15300 | **1.02** |");
   expect(markdown).toContain("| durable | sqlite (round 3) | order | 12000 | 11400 | **0.95** |");
-  expect(markdown).toContain("| durable | sqlite | order | 0.90, 1.02, 0.95 | **0.95** |");
+  expect(markdown).toContain("| durable | sqlite | order | 0.90, 1.02, 0.95 | **0.95** | – | – |");
+});
+
+test("with --events --rounds a claim phase also gives when its drop sold out, and the ratio of those times", () => {
+  const base = results[0] as ScenarioResult;
+  const relay = { written: 1, deliveredByEnd: { webhook: 1, nats: 1 }, drainMs: 100 };
+  const round = (n: number, off: number, on: number): ScenarioResult[] => [
+    { ...base, events: "off", rps: 5_000, round: n, soldOutMs: off },
+    { ...base, events: "on", rps: 4_000, round: n, soldOutMs: on, relay },
+  ];
+  const markdown = renderMarkdown({
+    ...run,
+    results: [...round(1, 2_000, 2_500), ...round(2, 3_000, 3_000)],
+  });
+  expect(markdown).toContain(
+    "| durable | sqlite (round 1) | coupon | 5000 | 4000 | **0.80** | 6.25 / 6.25 | 2.00 / 2.50 s |",
+  );
+  // The winners' rate on ÷ off is the sell-out time off ÷ on.
+  expect(markdown).toContain("| durable | sqlite | coupon | 0.80, 0.80 | **0.80** | 0.80, 1.00 | 0.90 |");
+});
+
+describeOnEveryBackend(({ server, admin }) => {
+  test("the bench reads when a drop sold out: its last claim's time, none while coupons are left", async () => {
+    const [a, b] = [await admin.user("a", 0), await admin.user("b", 0)];
+    const coupon = await admin.coupon({ totalQuantity: 2 });
+    expect(await lastClaimOf(server.db, coupon.id)).toBeNull();
+    await admin.issue(a.id, coupon.id);
+    expect(await lastClaimOf(server.db, coupon.id)).toBeNull();
+    await admin.issue(b.id, coupon.id);
+    const row = await server.get("SELECT max(issued_at) AS last FROM user_coupons WHERE coupon_id = ?", coupon.id);
+    expect(row?.last).toBeGreaterThan(0);
+    expect(await lastClaimOf(server.db, coupon.id)).toBe(row?.last);
+  });
 });
 
 test("--sinks picks the sinks of --events: both by default, one, or none (the outbox alone); others refused", () => {
