@@ -1,6 +1,6 @@
 /** Group commit keeps the semantics of one transaction per write while sharing the commit. */
 import { Database } from "bun:sqlite";
-import { expect, test } from "bun:test";
+import { afterEach, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,8 +8,28 @@ import { Unavailable } from "../src/domain/errors.ts";
 import { openSqlite } from "../src/store/sqlite/database.ts";
 import { GroupCommit } from "../src/store/sqlite/group-commit.ts";
 
+/** What a test opened: closed and removed after it, whether it passed or failed. */
+const opened: { close(): void }[] = [];
+const dirs: string[] = [];
+afterEach(() => {
+  for (const db of opened.splice(0)) db.close();
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+function database(path: string, options?: { strict?: boolean; readonly?: boolean }): Database {
+  const db = new Database(path, options);
+  opened.push(db);
+  return db;
+}
+
+function temporaryDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "flashcart-gc-"));
+  dirs.push(dir);
+  return dir;
+}
+
 function setup(path = ":memory:") {
-  const client = new Database(path, { strict: true });
+  const client = database(path, { strict: true });
   client.run("PRAGMA journal_mode = WAL");
   client.run("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL CHECK (v >= 0)) STRICT");
   client.run("CREATE TABLE child (id INTEGER PRIMARY KEY, t_id INTEGER NOT NULL REFERENCES t(id)) STRICT");
@@ -23,9 +43,9 @@ function setup(path = ":memory:") {
 }
 
 test("units of one turn share a transaction; a failing unit is rolled back alone", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "flashcart-gc-"));
+  const dir = temporaryDir();
   const { client, insert, rows, commits } = setup(join(dir, "gc.db"));
-  const reader = new Database(join(dir, "gc.db"), { readonly: true });
+  const reader = database(join(dir, "gc.db"), { readonly: true });
   const visibleToOthers = () => reader.query("SELECT count(*) AS n FROM t").get();
   let seenByReaderDuringBatch: unknown;
   const results = await Promise.allSettled([
@@ -46,9 +66,6 @@ test("units of one turn share a transaction; a failing unit is rolled back alone
   expect(rows()).toEqual([1, 3]);
   expect(visibleToOthers()).toEqual({ n: 2 });
   expect(client.inTransaction).toBe(false);
-  reader.close();
-  client.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 test("nothing resolves before COMMIT; a failed COMMIT rejects the whole batch and keeps nothing", async () => {
@@ -77,7 +94,7 @@ test("nothing resolves before COMMIT; a failed COMMIT rejects the whole batch an
 });
 
 test("units run in arrival order, across batches larger than the batch cap", async () => {
-  const client = new Database(":memory:", { strict: true });
+  const client = database(":memory:", { strict: true });
   client.run("CREATE TABLE log (n INTEGER NOT NULL) STRICT");
   const add = client.prepare("INSERT INTO log (n) VALUES (?)");
   const commits = new GroupCommit(client, { lockWaitMs: 1000, maxBatch: 4 });
@@ -116,11 +133,11 @@ test("a batch commits once its units have run for the time budget, in order, and
 });
 
 test("while another connection holds the write lock the loop runs on; a write waits, is refused with 503 at its bound, and the next commits once the lock is free", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "flashcart-gc-"));
+  const dir = temporaryDir();
   const path = join(dir, "gc.db");
   const { client, insert, rows } = setup(path);
   const commits = new GroupCommit(client, { lockWaitMs: 300 });
-  const holder = new Database(path);
+  const holder = database(path);
   holder.run("BEGIN IMMEDIATE");
 
   let settled = false;
@@ -147,18 +164,14 @@ test("while another connection holds the write lock the loop runs on; a write wa
   expect(await waiting).toBeGreaterThan(0);
   expect(rows()).toEqual([2]);
   expect(commits.lastFault).toBeNull();
-
-  holder.close();
-  client.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 test("settled() resolves once every queued write has committed or been refused", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "flashcart-gc-"));
+  const dir = temporaryDir();
   const path = join(dir, "gc.db");
   const { client, insert, rows } = setup(path);
   const commits = new GroupCommit(client, { lockWaitMs: 5000 });
-  const holder = new Database(path);
+  const holder = database(path);
   holder.run("BEGIN IMMEDIATE");
   const writes = Promise.all([commits.run(() => insert.get(1)), commits.run(() => insert.get(2))]);
   let drained = false;
@@ -171,9 +184,6 @@ test("settled() resolves once every queued write has committed or been refused",
   await settled;
   expect(rows()).toEqual([1, 2]);
   await writes;
-  holder.close();
-  client.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 /** SQLite's temporary files this process has open: unnamed (O_TMPFILE, "/var/tmp/#123"), or etilqs_… unlinked. */
@@ -211,17 +221,12 @@ async function temporaryFilesDuringBatch(client: Database): Promise<string[]> {
 }
 
 test("a batch's savepoints journal in memory: however many pages its units rewrite, no temporary file", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "flashcart-gc-"));
-  try {
-    const db = openSqlite({ path: join(dir, "store.db"), synchronous: "FULL", busyTimeoutMs: 1000 });
-    expect(await temporaryFilesDuringBatch(db.$client)).toEqual([]);
-    db.$client.close();
-    // The control: SQLite's default (temp_store=FILE at compile time) spills the same batch to a file.
-    const bare = new Database(join(dir, "bare.db"), { strict: true });
-    bare.run("PRAGMA journal_mode = WAL");
-    expect((await temporaryFilesDuringBatch(bare)).length).toBeGreaterThan(0);
-    bare.close();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const dir = temporaryDir();
+  const db = openSqlite({ path: join(dir, "store.db"), synchronous: "FULL", busyTimeoutMs: 1000 });
+  opened.push(db.$client);
+  expect(await temporaryFilesDuringBatch(db.$client)).toEqual([]);
+  // The control: SQLite's default (temp_store=FILE at compile time) spills the same batch to a file.
+  const bare = database(join(dir, "bare.db"), { strict: true });
+  bare.run("PRAGMA journal_mode = WAL");
+  expect((await temporaryFilesDuringBatch(bare)).length).toBeGreaterThan(0);
 });
