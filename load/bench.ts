@@ -361,6 +361,7 @@ async function runVariant(
   secret: string,
   ceilingRps: number,
   sinks: EventSinks | null,
+  round: number,
 ): Promise<ScenarioResult[]> {
   const deployment = await deploy(variant, durability, options, secret, sinks);
   const results: ScenarioResult[] = [];
@@ -378,14 +379,15 @@ async function runVariant(
     );
     if (seed.exitCode !== 0) throw new Error(`seed failed: ${seed.stderr.toString()}`);
 
-    // With --cpu-prof, a profile of the service over every scenario it served (load/layers.ts reads it).
+    // With --cpu-prof, a profile of the service over every scenario it served (load/layers.ts reads it),
+    // one per round with --rounds: one profile per phase cannot tell a few per cent from the noise.
     const profile =
       options.cpuProfDir === null
         ? []
         : [
             "--cpu-prof",
             `--cpu-prof-dir=${options.cpuProfDir}`,
-            `--cpu-prof-name=${variant}-${durability}${deployment.events === null ? "" : `-events-${deployment.events}`}.cpuprofile`,
+            `--cpu-prof-name=${variant}-${durability}${deployment.events === null ? "" : `-events-${deployment.events}`}${options.rounds > 1 ? `-round${round}` : ""}.cpuprofile`,
           ];
     const service = await spawnListening([process.execPath, ...profile, "src/main.ts", "serve"], {
       cwd: root,
@@ -617,7 +619,16 @@ async function main(): Promise<void> {
             if (options.rounds > 1) console.log(`  round ${round} of ${options.rounds}`);
             const modes = sinks === null ? [null] : round % 2 === 1 ? [null, sinks] : [sinks, null];
             for (const withSinks of modes) {
-              const measured = await runVariant(variant, durability, options, driver, secret, ceilingRps, withSinks);
+              const measured = await runVariant(
+                variant,
+                durability,
+                options,
+                driver,
+                secret,
+                ceilingRps,
+                withSinks,
+                round,
+              );
               results.push(...measured.map((r) => (options.rounds > 1 ? { ...r, round } : r)));
             }
           }

@@ -1,6 +1,7 @@
 /**
  * Where a flashcart process spends its CPU, by layer, from a `bun --cpu-prof` profile (the bench
- * writes one per variant with `--cpu-prof DIR`):
+ * writes one per variant with `--cpu-prof DIR`, one per variant and round with `--rounds N`, named
+ * like `pg-sharded-durable-events-on-round2.cpuprofile`):
  *
  *   bun load/layers.ts DIR/sqlite-durable.cpuprofile [--requests N] [--from EPOCH_µs --to EPOCH_µs]
  *
@@ -99,7 +100,7 @@ export function layersOf(
     let layer: string | null = null;
     if (node !== undefined) {
       const { url, functionName } = node.callFrame;
-      const native = url === "" ? NATIVE[functionName] : undefined;
+      const native = url === "" && Object.hasOwn(NATIVE, functionName) ? NATIVE[functionName] : undefined;
       layer = native ?? (url === "" ? null : layerOfUrl(url));
       if (layer === null) {
         const parent = parentOf.get(id);
