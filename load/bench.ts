@@ -292,26 +292,25 @@ async function deploy(
   };
   if (variant === "sqlite") {
     const dir = mkdtempSync(join(tmpdir(), "flashcart-bench-"));
+    /** A read of the file beside the running service, on a connection of its own, closed after. */
+    const reading = async <T>(read: (db: Database) => Promise<T>): Promise<T> => {
+      const db = new Database(join(dir, "bench.db"), { readonly: true });
+      try {
+        return await read(db);
+      } finally {
+        db.close();
+      }
+    };
     return {
       env: { ...base, DATABASE_URL: `sqlite:${join(dir, "bench.db")}` },
       events,
       async invariants() {
-        const db = new Database(join(dir, "bench.db"), { readonly: true });
-        try {
+        return await reading(async (db) => {
           const broken = await brokenInvariants(db, initialStock());
           return events === "on" ? [...broken, ...(await brokenEventInvariants(db))] : broken;
-        } finally {
-          db.close();
-        }
+        });
       },
-      async soldOutAt(couponId) {
-        const db = new Database(join(dir, "bench.db"), { readonly: true });
-        try {
-          return await lastClaimOf(db, couponId);
-        } finally {
-          db.close();
-        }
-      },
+      soldOutAt: (couponId) => reading((db) => lastClaimOf(db, couponId)),
       async cleanup() {
         rmSync(dir, { recursive: true, force: true });
       },

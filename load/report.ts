@@ -100,10 +100,6 @@ function phaseOf(r: ScenarioResult): string {
 const label = (r: ScenarioResult) =>
   `${r.variant}${phaseOf(r) === "" ? "" : ` ${phaseOf(r)}`} ${r.scenario} @${r.connections} · ${r.durability}`;
 
-/**
- * With --events: each variant's phases with the outbox and both sinks off and on, side by side, the
- * ratio of their throughputs, and how far the relay was behind at the end of the phase.
- */
 /** "7.12 / 9.30 s": when the drop sold out in the off and the on phase ("–" where it did not in one). */
 function soldOutPair(off: ScenarioResult, on: ScenarioResult): string {
   if (off.soldOutMs === undefined && on.soldOutMs === undefined) return "–";
@@ -111,6 +107,10 @@ function soldOutPair(off: ScenarioResult, on: ScenarioResult): string {
   return `${s(off)} / ${s(on)} s`;
 }
 
+/**
+ * With --events: each variant's phases with the outbox and both sinks off and on, side by side, the
+ * ratio of their throughputs, and how far the relay was behind at the end of the phase.
+ */
 function eventsTable(results: ScenarioResult[]): string[] {
   const on = results.filter((r) => r.events === "on");
   if (on.length === 0) return [];
