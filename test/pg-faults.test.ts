@@ -256,6 +256,41 @@ test("a server that takes connections but never answers them (postmaster stopped
   expect(await app.stop()).toBe(0);
 });
 
+test("a server that stops answering on open connections (their backends stopped with SIGSTOP, as behind a network partition): 503 once the answer timeout has passed, not minutes later; answering again, it recovers", async () => {
+  const pg = await cluster();
+  // The answer timeout is the statement timeout and 2 s (database.ts): 3 s here.
+  const app = await launch({ DATABASE_URL: pg.url, PG_POOL_MAX: "1", PG_STATEMENT_TIMEOUT_MS: "1000" });
+  const { product } = await shop(app, 1);
+  const backends = (await pg.psql("SELECT pid FROM pg_stat_activity WHERE application_name = 'flashcart'"))
+    .split("\n")
+    .filter((line) => line !== "")
+    .map(Number);
+  expect(backends.length).toBeGreaterThan(0);
+  const resume = () => {
+    for (const pid of backends) {
+      try {
+        process.kill(pid, "SIGCONT");
+      } catch {
+        // gone already: the connection was given up on, and the backend ended once it ran again
+      }
+    }
+  };
+  cleanups.push(resume);
+  for (const pid of backends) process.kill(pid, "SIGSTOP");
+
+  const asked = performance.now();
+  const reply = await app.anonymous.get(`/api/products/${product.id}`);
+  const waitedMs = performance.now() - asked;
+  expectUnavailable(reply);
+  // Unpatched, the request waited until TCP gave up on the connection (many minutes).
+  expect(waitedMs).toBeLessThan(15_000);
+
+  resume();
+  await until(() => ready(app));
+  expect((await app.anonymous.get(`/api/products/${product.id}`)).status).toBe(200);
+  expect(await app.stop()).toBe(0);
+}, 60_000);
+
 test("out of connections (53300, max_connections reached): the requests that get none answer 503, the others 200; with room again, all 200", async () => {
   const pg = await cluster();
   const app = await launch({ DATABASE_URL: pg.url, PG_POOL_MAX: "10" });
@@ -284,6 +319,7 @@ test("the PostgreSQL errors that mean 'down or busy' become 503 (507 for a full 
     "ECONNREFUSED",
     "ECONNRESET",
     "CONNECT_TIMEOUT",
+    "ANSWER_TIMEOUT",
     "CONNECTION_CLOSED",
     "CONNECTION_ENDED",
     "CONNECTION_DESTROYED",

@@ -21,6 +21,16 @@ export interface PgOptions {
 /** The default of PG_CONNECT_TIMEOUT_MS. */
 export const PG_CONNECT_TIMEOUT_MS = 1000;
 
+/**
+ * How much longer than the statement timeout a connection that owes answers may go without receiving
+ * a byte before it is given up on (ANSWER_TIMEOUT, a 503; the patched driver's `answer_timeout`). A
+ * statement the server cancels at the timeout is answered with 57014 then; silence beyond that means a
+ * server that stopped answering without closing the connection (a network partition, a stopped
+ * process), which would otherwise hold its queries until TCP gives up, many minutes later. The margin
+ * leaves room for a commit's flush, which the statement timeout does not bound.
+ */
+export const PG_ANSWER_MARGIN_MS = 2000;
+
 /** The longest a connection waits before its next attempt after failed ones (postgres.js: 20 s). */
 const RECONNECT_BACKOFF_MAX_S = 0.05;
 
@@ -58,6 +68,11 @@ export function sessionSettings(synchronousCommit: PgSynchronousCommit) {
   };
 }
 
+/** `answer_timeout` is our patch's (patches/postgres@3.4.9.patch), absent from the driver's types. */
+function answerTimeout(seconds: number): object {
+  return { answer_timeout: seconds };
+}
+
 /** Opens a pool and applies pending migrations. */
 export async function openPg(options: PgOptions): Promise<PgDb> {
   const searchPath = options.schema ?? "public";
@@ -66,6 +81,7 @@ export async function openPg(options: PgOptions): Promise<PgDb> {
     // While the server is down or hung, a query fails within about this (see faults.ts), never waits.
     connect_timeout: (options.connectTimeoutMs ?? PG_CONNECT_TIMEOUT_MS) / 1000,
     backoff: reconnectBackoff,
+    ...answerTimeout((options.statementTimeoutMs + PG_ANSWER_MARGIN_MS) / 1000),
     onnotice: () => {},
     connection: {
       statement_timeout: options.statementTimeoutMs,

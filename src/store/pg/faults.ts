@@ -21,6 +21,7 @@ const connectionCodes = new Set([
   "ENOTFOUND",
   "EAI_AGAIN",
   "CONNECT_TIMEOUT",
+  "ANSWER_TIMEOUT", // a connection that owed answers heard nothing for too long (database.ts)
   "CONNECTION_CLOSED",
   "CONNECTION_ENDED",
   "CONNECTION_DESTROYED",
