@@ -241,6 +241,24 @@ test("a query handed to a connection between its socket's 'error' (a reset) and 
   expect(sockets.length).toBe(2);
 });
 
+test("a server that takes connections and closes them at once, without an error (a TCP proxy with nothing behind it): each query fails at once (CONNECTION_CLOSED, a 503), one connection each, and none is opened unasked (postgres.js patched: it reconnected in a loop without a pause, the query waiting all along)", async () => {
+  let accepted = 0;
+  const proxy = net.createServer((socket) => {
+    accepted++;
+    socket.end();
+  });
+  await new Promise<void>((listening) => proxy.listen(0, "127.0.0.1", listening));
+  cleanups.push(() => proxy.close());
+  const { port } = proxy.address() as net.AddressInfo;
+  const client = postgres(`postgres://postgres@127.0.0.1:${port}/postgres`, { max: 1, onnotice: () => {} });
+  cleanups.push(() => client.end({ timeout: 1 }));
+  for (let query = 1; query <= 3; query++) {
+    expect(await answerWithin(client`SELECT 1 AS one`, 5000)).toBe("failed: CONNECTION_CLOSED");
+  }
+  await Bun.sleep(200);
+  expect(accepted).toBe(3);
+});
+
 test("a server that takes connections but never answers them (postmaster stopped with SIGSTOP): 503 after the connect timeout, then it recovers", async () => {
   const pg = await cluster();
   const app = await launch({ DATABASE_URL: pg.url, PG_POOL_MAX: "4" });
