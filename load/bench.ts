@@ -395,7 +395,7 @@ async function runVariant(
     });
     try {
       // The seed's charges are events too: let the relay deliver them before anything is measured.
-      if (deployment.events === "on") await drained(service.url, 300_000);
+      if (deployment.events === "on") await drained(service.url, options.sinks, 300_000);
       for (const [index, name] of options.scenarios.entries()) {
         const scenarioResults = await runScenario(
           name,
@@ -470,7 +470,7 @@ async function runScenario(
   // Warm-up, not measured: lets the JIT compile the hot paths before the first measured request.
   const warmUp = { connections: 50, thinkMs: 0, seconds: options.quick ? 1 : 3 };
   await driver.run({ url: service.url, kind, ...warmUp, couponId: coupon.warmUp });
-  if (events === "on") await drained(service.url, 300_000);
+  if (events === "on") await drained(service.url, options.sinks, 300_000);
   for (const phase of phasesOf(name, options)) {
     process.stdout.write(
       `  ${variant} (${durability}${events === null ? "" : `, events ${events}`}) ${name}: ${phase.connections} connections, ${phase.seconds} s${phase.thinkMs ? `, think ${phase.thinkMs} ms` : ""} … `,
@@ -488,7 +488,7 @@ async function runScenario(
       soldOutAt !== null && soldOutAt * 1000 >= startedUs && soldOutAt * 1000 <= endedUs
         ? soldOutAt - startedUs / 1000
         : null;
-    const drainMs = before === null ? null : await drained(service.url, 300_000);
+    const drainMs = before === null ? null : await drained(service.url, options.sinks, 300_000);
     const seconds = load.durationUs / 1e6;
     const failures = failed(load);
     const result: ScenarioResult = {
@@ -726,14 +726,17 @@ async function relayCounts(url: string): Promise<{ written: number; webhook: num
   };
 }
 
-/** Waits until every configured sink has every event (how long that took, in ms); throws past `boundMs`. */
-async function drained(url: string, boundMs: number): Promise<number> {
+/**
+ * Waits until each of `sinks` has every event (how long that took, in ms); throws past `boundMs`. A
+ * sink whose gauge /metrics does not show (yet) has not caught up.
+ */
+export async function drained(url: string, sinks: readonly string[], boundMs: number): Promise<number> {
   const started = performance.now();
-  const gauge = "flashcart_events_oldest_undelivered_age_seconds{";
   for (;;) {
     const text = await (await fetch(`${url}/metrics`)).text();
-    const ages = text.split("\n").filter((line) => line.startsWith(gauge));
-    if (ages.every((line) => line.endsWith(" 0"))) return performance.now() - started;
+    const lines = new Set(text.split("\n"));
+    if (sinks.every((sink) => lines.has(`flashcart_events_oldest_undelivered_age_seconds{sink="${sink}"} 0`)))
+      return performance.now() - started;
     if (performance.now() - started > boundMs) throw new Error(`the relay did not catch up within ${boundMs} ms`);
     await Bun.sleep(100);
   }

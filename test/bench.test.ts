@@ -1,7 +1,7 @@
 /** The bench's own parts: its invariant checker must catch a corrupted database, and its report must say what ran. */
 import { Database } from "bun:sqlite";
 import { expect, test } from "bun:test";
-import { lastClaimOf, parseOptions } from "../load/bench.ts";
+import { drained, lastClaimOf, parseOptions } from "../load/bench.ts";
 import { brokenInvariants } from "../load/invariants.ts";
 import { type BenchRun, durabilityLegend, renderMarkdown, renderSvg, type ScenarioResult } from "../load/report.ts";
 import { describeOnEveryBackend } from "./support/every-backend.ts";
@@ -277,4 +277,28 @@ test("--sinks picks the sinks of --events: both by default, one, or none (the ou
   expect(parseOptions(["--events", "--sinks", "webhook"]).sinks).toEqual(["webhook"]);
   expect(parseOptions(["--events", "--sinks", "none"]).sinks).toEqual([]);
   expect(() => parseOptions(["--events", "--sinks", "kafka"])).toThrow("--sinks");
+});
+
+test("the bench waits for each configured sink's gauge at 0: a gauge /metrics does not show yet is not caught up; with no sink, nothing to wait for", async () => {
+  let scrapes = 0;
+  // The webhook's gauge from the start, at 0; the NATS sink's only from the third scrape on.
+  const metrics = Bun.serve({
+    port: 0,
+    fetch: () => {
+      scrapes++;
+      const lines = ['flashcart_events_oldest_undelivered_age_seconds{sink="webhook"} 0'];
+      if (scrapes >= 3) lines.push('flashcart_events_oldest_undelivered_age_seconds{sink="nats"} 0');
+      return new Response(`${lines.join("\n")}\n`);
+    },
+  });
+  try {
+    const url = `http://127.0.0.1:${metrics.port}`;
+    await drained(url, ["webhook", "nats"], 10_000);
+    expect(scrapes).toBe(3);
+    scrapes = 0;
+    await drained(url, [], 10_000);
+    expect(scrapes).toBe(1);
+  } finally {
+    metrics.stop(true);
+  }
 });
