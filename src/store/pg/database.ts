@@ -29,7 +29,7 @@ export const PG_CONNECT_TIMEOUT_MS = 1000;
  * process), which would otherwise hold its queries until TCP gives up, many minutes later. The margin
  * leaves room for a commit's flush, which the statement timeout does not bound.
  */
-export const PG_ANSWER_MARGIN_MS = 2000;
+const PG_ANSWER_MARGIN_MS = 2000;
 
 /** The longest a connection waits before its next attempt after failed ones (postgres.js: 20 s). */
 const RECONNECT_BACKOFF_MAX_S = 0.05;
